@@ -1,0 +1,3 @@
+from ocr_gateway.cli import main
+
+main()

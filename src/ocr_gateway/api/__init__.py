@@ -1,0 +1,1 @@
+"""HTTP: thin routes that call the services, response models, auth, and the error handler."""

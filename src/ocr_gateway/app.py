@@ -1,0 +1,146 @@
+"""The FastAPI application and its lifespan: every long-lived resource is built and closed here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from ocr_gateway import __version__
+from ocr_gateway.api.deps import Services
+from ocr_gateway.api.errors import install_error_handlers
+from ocr_gateway.api.routes import admin, health, uploads
+from ocr_gateway.db.session import build_engine, build_session_factory
+from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.dispatch.control import DispatchControl
+from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.ingest.jobs import JobService
+from ocr_gateway.ingest.pool import ProcessPool
+from ocr_gateway.ingest.service import IngestService
+from ocr_gateway.ingest.storage import Storage
+from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.results.consumer import ResultsConsumer
+from ocr_gateway.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAINTENANCE_INTERVAL_S = 10.0
+
+
+async def _every(interval: float, name: str, action: Callable[[], Awaitable[object]]) -> None:
+    """Run `action` now and then every `interval` seconds; a failure is logged, not fatal."""
+    while True:
+        try:
+            await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s failed: %s", name, exc)
+        await asyncio.sleep(interval)
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted."""
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting", name)
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.logs_dir, settings.log_level)
+        storage = Storage(settings)
+        await storage.prepare()
+        engine = build_engine(settings)
+        sessions = build_session_factory(engine)
+        broker = Broker(settings)
+        render_pool = ProcessPool("render", settings.render_workers)
+        inspect_pool = ProcessPool("inspect", 1)
+        await asyncio.gather(render_pool.start(), inspect_pool.start())
+        ingest = IngestService(settings, sessions, storage, render_pool, inspect_pool)
+        dispatcher = Dispatcher(settings, sessions, broker)
+        control = DispatchControl(settings, sessions, broker, dispatcher)
+        jobs = JobService(sessions, storage, ingest, control)
+        consumer = ResultsConsumer(settings, sessions, broker)
+        app.state.services = Services(
+            settings=settings,
+            sessions=sessions,
+            broker=broker,
+            ingest=ingest,
+            jobs=jobs,
+            dispatcher=dispatcher,
+            control=control,
+        )
+        app.state.consumer = consumer
+        tasks = [
+            asyncio.create_task(_supervise("dispatcher", dispatcher.run)),
+            asyncio.create_task(_supervise("dispatch listener", dispatcher.listen)),
+            asyncio.create_task(_supervise("results consumer", consumer.run)),
+            asyncio.create_task(
+                _every(MAINTENANCE_INTERVAL_S, "render recovery", ingest.resume_unfinished)
+            ),
+            asyncio.create_task(
+                _every(settings.render_lease_s / 3, "render lease renewal",
+                       ingest.renew_render_leases)
+            ),
+            asyncio.create_task(
+                _every(max(60.0, settings.orphan_temp_age_s / 4), "orphan cleanup",
+                       ingest.remove_orphan_uploads)
+            ),
+        ]
+        log.info(
+            "ocr-gateway %s started files=%s render_workers=%d dpi=%d",
+            __version__,
+            storage.files_dir,
+            settings.render_workers,
+            settings.render_dpi,
+        )
+        try:
+            yield
+        finally:
+            log.info("ocr-gateway shutting down")
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            await dispatcher.halt()
+            await control.close()
+            await ingest.close()
+            await broker.close()
+            render_pool.shutdown()
+            inspect_pool.shutdown()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ocr-gateway",
+        version=__version__,
+        description="Upload PDFs and images; their pages are rendered to PNG and fed to OCR "
+        "workers over RabbitMQ when an operator starts publishing.",
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    install_error_handlers(app)
+    app.include_router(uploads, prefix=API_PREFIX)
+    app.include_router(admin, prefix=API_PREFIX)
+    app.include_router(health, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,1 @@
+"""Publishing pages to RabbitMQ under an operator's control: start, stop, purge."""

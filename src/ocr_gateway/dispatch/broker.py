@@ -1,0 +1,142 @@
+"""The RabbitMQ side: one robust connection, queue declarations, confirmed publishes.
+
+Queue arguments are part of the contract with the workers (they declare the same queues), so
+they live in `declare_queues` and nowhere else: a mismatch makes RabbitMQ refuse the declare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pamqp.commands import Basic
+
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_SUFFIX = ".dead"
+CONNECT_TIMEOUT_S = 10.0
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm a message (nack, unroutable, timeout, connection lost)."""
+
+
+def dead_letter_queue(name: str) -> str:
+    return f"{name}{DEAD_LETTER_SUFFIX}"
+
+
+def queue_arguments(name: str) -> dict[str, Any]:
+    """Messages rejected without requeue go to `<name>.dead` instead of being lost or looping."""
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue(name),
+    }
+
+
+async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
+    """Declare a durable work queue and its durable dead-letter queue."""
+    await channel.declare_queue(dead_letter_queue(name), durable=True)
+    return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
+
+
+class Broker:
+    """Lazily connected; `ensure_connected` is safe to call from many coroutines."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def ensure_connected(self) -> AbstractRobustConnection:
+        async with self._lock:
+            if self._connection is None:
+                connection = await aio_pika.connect_robust(
+                    self.settings.rabbitmq_url.get_secret_value(),
+                    timeout=CONNECT_TIMEOUT_S,
+                    client_properties={"connection_name": "ocr-gateway"},
+                )
+                try:
+                    channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    await declare_queue(channel, self.settings.pages_queue)
+                    await declare_queue(channel, self.settings.results_queue)
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._connection = connection
+                self._publish_channel = channel
+                log.info("broker connected queues=%s,%s", self.settings.pages_queue,
+                         self.settings.results_queue)
+            return self._connection
+
+    async def new_channel(self, prefetch: int) -> AbstractChannel:
+        connection = await self.ensure_connected()
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def _channel(self) -> AbstractChannel:
+        await self.ensure_connected()
+        assert self._publish_channel is not None
+        return self._publish_channel
+
+    async def publish_page(self, body: bytes, *, message_id: str) -> None:
+        """Publish a persistent message to the pages queue and wait for the broker's confirm."""
+        channel = await self._channel()
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+        )
+        timeout = self.settings.publish_timeout_s
+        try:
+            confirmation = await asyncio.wait_for(
+                channel.default_exchange.publish(
+                    message, routing_key=self.settings.pages_queue, mandatory=True, timeout=timeout
+                ),
+                timeout,
+            )
+        except TimeoutError as exc:
+            raise PublishFailed(f"no confirm within {timeout:.0f}s") from exc
+        except Exception as exc:
+            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(confirmation, Basic.Ack):
+            raise PublishFailed(f"broker answered {type(confirmation).__name__}")
+
+    async def pages_depth(self) -> int:
+        """Ready messages in the pages queue (not those held unacked by workers)."""
+        channel = await self._channel()
+        queue = await channel.declare_queue(self.settings.pages_queue, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+
+    async def purge_pages(self) -> int:
+        channel = await self._channel()
+        queue = await channel.declare_queue(self.settings.pages_queue, passive=True)
+        result = await queue.purge()
+        return int(getattr(result, "message_count", 0) or 0)
+
+    async def check(self) -> tuple[bool, str]:
+        try:
+            depth = await asyncio.wait_for(self.pages_depth(), 3.0)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return True, f"{self.settings.pages_queue} holds {depth} ready messages"
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
+                self._publish_channel = None

@@ -1,0 +1,136 @@
+"""Operator actions on publishing: start (all, a job, a page), stop, and purge of the queue.
+
+Each call records its decision in PostgreSQL and returns at once; the dispatchers of every app
+process do the work in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+from ocr_gateway.db import repository as repo
+from ocr_gateway.db.models import PageStatus
+from ocr_gateway.db.session import SessionFactory
+from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.errors import Conflict, NotFound
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRAIN_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class StartScheduled:
+    scope: str
+    job_id: uuid.UUID | None
+    page_number: int | None
+    pending_pages: int
+
+
+class DispatchControl:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionFactory,
+        broker: Broker,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.broker = broker
+        self.dispatcher = dispatcher
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start_all(self) -> StartScheduled:
+        async with self.sessions.begin() as session:
+            pending = await repo.count_startable_pages(session)
+            await repo.add_dispatch_request(session)
+            await repo.notify_dispatchers(session, "start")
+        self.dispatcher.wake()
+        log.info("start requested scope=all pending=%d", pending)
+        return StartScheduled("all", None, None, pending)
+
+    async def start_job(self, job_id: uuid.UUID) -> StartScheduled:
+        async with self.sessions.begin() as session:
+            job = await repo.get_job(session, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
+            pending = await repo.count_startable_pages(session, job_id)
+            rendering = job.render_lease_until is not None and job.error is None
+            if pending == 0 and not rendering:
+                raise Conflict(f"job {job_id} has no pending pages (status {job.status})")
+            await repo.add_dispatch_request(session, job_id)
+            await repo.notify_dispatchers(session, "start")
+        self.dispatcher.wake()
+        log.info("start requested scope=job job_id=%s pending=%d", job_id, pending)
+        return StartScheduled("job", job_id, None, pending)
+
+    async def start_page(self, job_id: uuid.UUID, page_number: int) -> StartScheduled:
+        async with self.sessions.begin() as session:
+            page = await repo.get_page(session, job_id, page_number)
+            if page is None:
+                raise NotFound(f"page {page_number} of job {job_id} does not exist")
+            if page.status == PageStatus.FAILED:
+                await repo.reset_failed_page(session, page.id)
+            elif page.status != PageStatus.PENDING:
+                raise Conflict(f"page {page_number} of job {job_id} is already {page.status}")
+            await repo.add_dispatch_request(session, job_id, page_number)
+            await repo.notify_dispatchers(session, "start")
+        self.dispatcher.wake()
+        log.info("start requested scope=page job_id=%s page_number=%d", job_id, page_number)
+        return StartScheduled("page", job_id, page_number, 1)
+
+    async def stop(self) -> int:
+        """Forget every start in every process, and halt this process's publishers now."""
+        async with self.sessions.begin() as session:
+            cleared = await repo.clear_dispatch_requests(session)
+            await repo.notify_dispatchers(session, "stop")
+        self.spawn(self.dispatcher.halt())
+        log.info("stop requested, starts cleared=%d", cleared)
+        return cleared
+
+    async def stop_and_drain(self) -> None:
+        """Stop, then wait until no page anywhere is mid-publish (bounded by the lease)."""
+        await self.stop()
+        await self.dispatcher.halt()
+        deadline = asyncio.get_running_loop().time() + self.settings.dispatch_lease_s
+        while asyncio.get_running_loop().time() < deadline:
+            async with self.sessions() as session:
+                if await repo.count_publishing(session) == 0:
+                    return
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    async def purge_queue(self) -> None:
+        """Stop publishing, purge the pages queue, and return queued pages to pending."""
+        await self.stop_and_drain()
+        purged = await self.broker.purge_pages()
+        async with self.sessions.begin() as session:
+            requeued = await repo.requeue_queued_pages(session)
+        log.info("pages queue purged messages=%d pages_back_to_pending=%d", purged, requeued)
+
+    def spawn(self, work: object) -> None:
+        """Run admin work after the response; keep a reference so it is not collected."""
+        assert asyncio.iscoroutine(work)
+        task: asyncio.Task[None] = asyncio.create_task(self._logged(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _logged(work: object) -> None:
+        try:
+            await work  # type: ignore[misc]
+        except Exception:
+            log.exception("background admin action failed")
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,300 @@
+"""Feeding pages to the broker: claim under a lease, publish with confirms, record, stop cleanly.
+
+The state that matters lives in PostgreSQL: a start is a row in `dispatch_requests`, a stop
+deletes them all, and a page moves pending → publishing (leased) → queued only after its
+confirm. Every app process runs one Dispatcher; NOTIFY wakes them at once and a poll covers a
+missed notification, so a stop given to any process halts publishing in all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from ocr_gateway.db import repository as repo
+from ocr_gateway.db.session import SessionFactory
+from ocr_gateway.dispatch.broker import Broker, PublishFailed
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.2
+PREPARE_PARALLEL = 8
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(slots=True)
+class Outgoing:
+    page_id: int
+    message_id: str
+    body: bytes
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """Settled publishes waiting to be written; a flush takes the lists whole (single owner)."""
+
+    confirmed: list[int] = field(default_factory=list)
+    unconfirmed: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+
+def page_message(job_id: uuid.UUID, page_number: int, png: bytes) -> bytes:
+    """The pages-queue contract: job_id, 1-based page_number, base64 PNG."""
+    return orjson.dumps(
+        {
+            "job_id": str(job_id),
+            "page_number": page_number,
+            "image_base64": base64.b64encode(png).decode("ascii"),
+        }
+    )
+
+
+def _prepare(page: repo.ClaimedPage) -> Outgoing:
+    png = Path(page.path).read_bytes()
+    return Outgoing(
+        page.id, f"{page.job_id}:{page.page_number}", page_message(page.job_id, page.page_number, png)
+    )
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, sessions: SessionFactory, broker: Broker) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.broker = broker
+        self._wake = asyncio.Event()
+        self._session: asyncio.Task[None] | None = None
+        self._held: set[int] = set()
+        self._flush_lock = asyncio.Lock()
+        self._backoff = 0.0
+        self.published = 0
+
+    # ------------------------------------------------------------ control
+
+    @property
+    def publishing(self) -> bool:
+        return self._session is not None and not self._session.done()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def halt(self) -> None:
+        """Cancel this process's publishers; in-flight publishes settle and are recorded first."""
+        session = self._session
+        if session is not None and not session.done():
+            session.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await session
+            log.info("publishing stopped")
+
+    async def run(self) -> None:
+        """Background loop: start a publishing session while starts exist, halt when none do."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_s)
+            self._wake.clear()
+            try:
+                async with self.sessions.begin() as session:
+                    expired = await repo.expire_publish_leases(session)
+                    if self._held:
+                        await repo.renew_publish_leases(
+                            session, list(self._held), lease_s=self.settings.dispatch_lease_s
+                        )
+                    active = await repo.has_dispatch_requests(session)
+            except Exception as exc:
+                log.warning("dispatcher cannot reach the database: %s", exc)
+                continue
+            if expired:
+                log.warning("publish leases expired, pages back to pending count=%d", expired)
+            if active and not self.publishing:
+                self._session = asyncio.create_task(self._publish_session(), name="publishing")
+            elif not active and self.publishing:
+                await self.halt()
+
+    async def listen(self) -> None:
+        """LISTEN for start/stop from any process; reconnects when the database comes back."""
+        dsn = self.settings.sync_database_url
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+                await connection.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
+                while not connection.is_closed():
+                    await asyncio.sleep(self.settings.dispatch_poll_s)
+                    await connection.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dispatch listener lost its connection: %s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=2)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "stop":
+            asyncio.get_running_loop().create_task(self.halt())
+        self.wake()
+
+    # ------------------------------------------------------------ publishing
+
+    async def _publish_session(self) -> None:
+        outcomes = Outcomes()
+        queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(
+            maxsize=self.settings.publisher_concurrency * 2
+        )
+        log.info("publishing started publishers=%d", self.settings.publisher_concurrency)
+        try:
+            async with asyncio.TaskGroup() as group:
+                flusher = group.create_task(self._flush_periodically(outcomes))
+                publishers = [
+                    group.create_task(self._publish_loop(queue, outcomes))
+                    for _ in range(self.settings.publisher_concurrency)
+                ]
+                await self._feed(queue, outcomes)
+                for _ in publishers:
+                    await queue.put(None)
+                await asyncio.gather(*publishers)
+                flusher.cancel()
+            log.info("publishing finished: no requested page left")
+        finally:
+            # Every publish has settled by now; whatever this process still holds and has no
+            # confirm for (queued in memory, or claimed and not yet read) goes back to pending.
+            settled = {*outcomes.confirmed, *outcomes.unconfirmed, *outcomes.missing}
+            outcomes.unconfirmed.extend(page for page in self._held if page not in settled)
+            await asyncio.shield(self._flush_until_written(outcomes))
+
+    async def _feed(self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes) -> None:
+        """Claim requested pages batch by batch, within the queue's high-water mark."""
+        while True:
+            if self._backoff:
+                await asyncio.sleep(self._backoff)
+            room = await self._room_in_queue()
+            if room <= 0:
+                await self._pause()
+                continue
+            async with self.sessions.begin() as session:
+                claimed = await repo.claim_pages(
+                    session,
+                    limit=min(self.settings.dispatch_batch_size, room),
+                    lease_s=self.settings.dispatch_lease_s,
+                )
+            if not claimed:
+                async with self.sessions.begin() as session:
+                    await repo.retire_satisfied_requests(session)
+                    active = await repo.has_dispatch_requests(session)
+                if not active:
+                    return
+                await self._pause()
+                continue
+            self._held.update(page.id for page in claimed)
+            for start in range(0, len(claimed), PREPARE_PARALLEL):
+                batch = claimed[start : start + PREPARE_PARALLEL]
+                prepared = await asyncio.gather(
+                    *(asyncio.to_thread(_prepare, page) for page in batch), return_exceptions=True
+                )
+                for page, item in zip(batch, prepared, strict=True):
+                    if isinstance(item, Outgoing):
+                        await queue.put(item)
+                    elif isinstance(item, FileNotFoundError):
+                        log.error("page image missing job_id=%s page_number=%d",
+                                  page.job_id, page.page_number)
+                        outcomes.missing.append(page.id)
+                    else:
+                        log.error("page image unreadable job_id=%s page_number=%d: %s",
+                                  page.job_id, page.page_number, item)
+                        outcomes.unconfirmed.append(page.id)
+
+    async def _room_in_queue(self) -> int:
+        try:
+            depth = await asyncio.wait_for(
+                self.broker.pages_depth(), self.settings.publish_timeout_s
+            )
+        except Exception as exc:
+            log.warning("broker unavailable, publishing paused: %s", exc)
+            self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+            return 0
+        return self.settings.queue_high_water - depth
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_s)
+
+    async def _publish_loop(
+        self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes
+    ) -> None:
+        while (item := await queue.get()) is not None:
+            publish = asyncio.ensure_future(
+                self.broker.publish_page(item.body, message_id=item.message_id)
+            )
+            try:
+                await asyncio.shield(publish)
+            except asyncio.CancelledError:
+                # A stop: the message may already be at the broker, so wait for its confirm
+                # (bounded by the publish timeout) and record it, rather than guess.
+                await asyncio.wait([publish])
+                self._settle(item, publish, outcomes)
+                raise
+            except PublishFailed:
+                pass
+            self._settle(item, publish, outcomes)
+
+    def _settle(self, item: Outgoing, publish: asyncio.Future[None], outcomes: Outcomes) -> None:
+        error = publish.exception()
+        if error is None:
+            outcomes.confirmed.append(item.page_id)
+            self.published += 1
+            self._backoff = 0.0
+        else:
+            log.warning("publish not confirmed message_id=%s: %s", item.message_id, error)
+            outcomes.unconfirmed.append(item.page_id)
+            self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+
+    async def _flush_periodically(self, outcomes: Outcomes) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self._flush(outcomes)
+            except Exception as exc:
+                log.warning("recording publish outcomes failed, will retry: %s", exc)
+
+    async def _flush_until_written(self, outcomes: Outcomes) -> None:
+        """Final flush of a session; retried until the DB takes it (leases cover a crash)."""
+        for delay in (0.0, 0.5, 1.0, 2.0, 5.0, 10.0):
+            await asyncio.sleep(delay)
+            try:
+                await self._flush(outcomes)
+                return
+            except Exception as exc:
+                log.warning("recording publish outcomes failed: %s", exc)
+        log.error("publish outcomes not recorded; their leases will return them to pending")
+
+    async def _flush(self, outcomes: Outcomes) -> None:
+        async with self._flush_lock:
+            confirmed, outcomes.confirmed = outcomes.confirmed, []
+            unconfirmed, outcomes.unconfirmed = outcomes.unconfirmed, []
+            missing, outcomes.missing = outcomes.missing, []
+            if not (confirmed or unconfirmed or missing):
+                return
+            try:
+                async with self.sessions.begin() as session:
+                    await repo.mark_pages_queued(session, confirmed)
+                    await repo.release_pages(session, unconfirmed)
+                    await repo.fail_pages(session, missing, "the page image is missing")
+            except BaseException:
+                outcomes.confirmed[:0] = confirmed
+                outcomes.unconfirmed[:0] = unconfirmed
+                outcomes.missing[:0] = missing
+                raise
+            self._held.difference_update(confirmed)
+            self._held.difference_update(unconfirmed)
+            self._held.difference_update(missing)

@@ -1,0 +1,84 @@
+"""The gateway's one error hierarchy; the API turns each into `{"error", "detail"}` with its status."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    status_code = 500
+    kind = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadUpload(GatewayError):
+    """The upload is malformed or cannot be processed (unreadable, encrypted, empty...)."""
+
+    status_code = 422
+    kind = "invalid_document"
+
+
+class MalformedRequest(GatewayError):
+    """The request itself is not what the endpoint takes (no multipart body, no `file` field)."""
+
+    status_code = 400
+    kind = "bad_request"
+
+
+class UnsupportedMediaType(GatewayError):
+    """The file's real type, by its magic bytes, is not one this endpoint takes."""
+
+    status_code = 415
+    kind = "unsupported_media_type"
+
+
+class UploadTooLarge(GatewayError):
+    """The upload exceeds `MAX_UPLOAD_BYTES`."""
+
+    status_code = 413
+    kind = "upload_too_large"
+
+
+class TooManyPages(GatewayError):
+    """The document has more pages than `MAX_PAGES`."""
+
+    status_code = 413
+    kind = "too_many_pages"
+
+
+class PageTooLarge(GatewayError):
+    """A page would exceed the pixel budget `MAX_PAGE_PIXELS` at the configured DPI."""
+
+    status_code = 413
+    kind = "page_too_large"
+
+
+class NotFound(GatewayError):
+    """The job or page does not exist."""
+
+    status_code = 404
+    kind = "not_found"
+
+
+class Conflict(GatewayError):
+    """The request cannot be carried out in the resource's current state."""
+
+    status_code = 409
+    kind = "conflict"
+
+
+class Unauthorized(GatewayError):
+    """The admin API key is missing or wrong."""
+
+    status_code = 401
+    kind = "unauthorized"
+
+
+class ServiceUnavailable(GatewayError):
+    """A backing service (PostgreSQL, RabbitMQ, render pool) cannot be reached right now."""
+
+    status_code = 503
+    kind = "service_unavailable"

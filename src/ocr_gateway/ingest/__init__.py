@@ -1,0 +1,1 @@
+"""Uploads: streaming spool, type sniffing, inspection and page rendering in process pools."""

@@ -1,0 +1,81 @@
+"""A process pool that survives its workers: rebuilt after a crash, killed after a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from ocr_gateway.ingest.documents import warm_up
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WorkerLost(Exception):
+    """The worker process died (crash or kill) or was stopped for exceeding its time."""
+
+
+class ProcessPool:
+    """`run_in_executor` over a `spawn` pool, so no event loop or DB connection is ever forked."""
+
+    def __init__(self, name: str, workers: int) -> None:
+        self.name = name
+        self.workers = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._executor = self._new_executor()
+        self.rebuilds = 0
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+
+    async def start(self) -> None:
+        """Start every worker now, so the first upload does not wait for interpreter start-up."""
+        await asyncio.gather(*(self.run(warm_up, timeout=120) for _ in range(self.workers)))
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        """Run `fn(*args)` in a worker; raise WorkerLost if the worker dies or runs over."""
+        executor = self._executor
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(executor, functools.partial(fn, *args))
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self._replace(executor, reason=str(exc) or type(exc).__name__)
+            raise WorkerLost(f"the {self.name} worker was unavailable") from exc
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except BrokenProcessPool as exc:
+            self._replace(executor, reason="a worker process died")
+            raise WorkerLost(f"the {self.name} worker process died") from exc
+        except TimeoutError as exc:
+            self._replace(executor, reason=f"a task ran over {timeout:.0f}s", kill=True)
+            raise WorkerLost(f"the {self.name} worker ran over {timeout:.0f}s") from exc
+
+    def worker_pids(self) -> list[int]:
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None]
+
+    def _replace(self, broken: ProcessPoolExecutor, *, reason: str, kill: bool = False) -> None:
+        """Swap in a fresh executor once per broken one; tasks on the old one get WorkerLost."""
+        if broken is not self._executor:
+            return
+        log.warning("%s pool rebuilt: %s", self.name, reason)
+        self.rebuilds += 1
+        self._executor = self._new_executor()
+        if kill:
+            processes = getattr(broken, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        processes = getattr(self._executor, "_processes", None) or {}
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in list(processes.values()):
+            process.kill()

@@ -1,0 +1,307 @@
+"""Accepting uploads and rendering their pages in the background, resumable after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from ocr_gateway.db import repository as repo
+from ocr_gateway.db.session import SessionFactory
+from ocr_gateway.errors import BadUpload, PageTooLarge, TooManyPages
+from ocr_gateway.ingest.documents import (
+    Inspection,
+    RenderFailure,
+    RenderOptions,
+    inspect_document,
+    render_pages,
+)
+from ocr_gateway.ingest.media import MediaType
+from ocr_gateway.ingest.pool import ProcessPool, WorkerLost
+from ocr_gateway.ingest.spool import spool_upload
+from ocr_gateway.ingest.storage import Storage
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INSPECT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedUpload:
+    job_id: uuid.UUID
+    filename: str
+    media_type: MediaType
+    total_page_number: int
+
+
+class IngestService:
+    """Owns the upload path and the render tasks of this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionFactory,
+        storage: Storage,
+        render_pool: ProcessPool,
+        inspect_pool: ProcessPool,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.storage = storage
+        self.render_pool = render_pool
+        self.inspect_pool = inspect_pool
+        self.options = RenderOptions(
+            dpi=settings.render_dpi,
+            grayscale=settings.render_grayscale,
+            max_page_pixels=settings.max_page_pixels,
+        )
+        self._renders: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------ upload
+
+    async def accept_upload(
+        self,
+        body: AsyncIterator[bytes],
+        content_type: str | None,
+        content_length: str | None,
+        accepted: frozenset[MediaType],
+    ) -> AcceptedUpload:
+        """Spool, inspect and record an upload, then render it in the background.
+
+        A refused upload raises a GatewayError and leaves no file and no row behind.
+        """
+        job_id = uuid.uuid4()
+        temp_path = self.storage.temp_path(job_id)
+        upload = await spool_upload(
+            body,
+            content_type,
+            content_length,
+            temp_path,
+            max_bytes=self.settings.max_upload_bytes,
+            accepted=accepted,
+        )
+        try:
+            inspection = await self._inspect(str(temp_path), upload.media_type)
+            async with self.sessions.begin() as session:
+                await repo.create_job(
+                    session,
+                    job_id=job_id,
+                    filename=upload.filename,
+                    media_type=upload.media_type,
+                    total_page_number=inspection.page_count,
+                    render_lease_s=self.settings.render_lease_s,
+                )
+        except BaseException:
+            await self.storage.remove_file(temp_path)
+            raise
+        log.info(
+            "upload accepted job_id=%s filename=%r media_type=%s bytes=%d pages=%d",
+            job_id,
+            upload.filename,
+            upload.media_type,
+            upload.size,
+            inspection.page_count,
+        )
+        self._schedule_render(
+            job_id, upload.media_type, range(1, inspection.page_count + 1), attempt=1
+        )
+        return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
+
+    async def _inspect(self, path: str, media_type: MediaType) -> Inspection:
+        try:
+            result = await self.inspect_pool.run(
+                inspect_document,
+                path,
+                media_type.value,
+                self.settings.max_pages,
+                self.options,
+                timeout=INSPECT_TIMEOUT_S,
+            )
+        except WorkerLost as exc:
+            raise BadUpload(f"the document could not be parsed ({exc})") from exc
+        if result.problem is None:
+            return result
+        log.info("upload refused problem=%s detail=%s", result.problem, result.detail)
+        if result.problem == "too_many_pages":
+            raise TooManyPages(result.detail)
+        if result.problem == "page_too_large":
+            raise PageTooLarge(result.detail)
+        raise BadUpload(result.detail)
+
+    # ------------------------------------------------------------ rendering
+
+    def _schedule_render(
+        self, job_id: uuid.UUID, media_type: str, pages: Iterable[int], *, attempt: int
+    ) -> None:
+        task = asyncio.create_task(
+            self._render_job(job_id, media_type, list(pages), attempt),
+            name=f"render-{job_id}",
+        )
+        self._renders[job_id] = task
+        task.add_done_callback(lambda _t: self._renders.pop(job_id, None))
+
+    @property
+    def rendering_job_ids(self) -> list[uuid.UUID]:
+        return list(self._renders)
+
+    async def _render_job(
+        self, job_id: uuid.UUID, media_type: str, pages: list[int], attempt: int
+    ) -> None:
+        source = str(self.storage.temp_path(job_id))
+        out_dir = str(self.storage.job_dir(job_id))
+        size = self.settings.render_chunk_pages
+        chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
+        failure: str | None = None
+        job_gone = False
+        log.info("render started job_id=%s pages=%d attempt=%d", job_id, len(pages), attempt)
+
+        async def worker() -> None:
+            nonlocal failure, job_gone
+            while chunks and failure is None and not job_gone:
+                chunk = chunks.pop(0)
+                try:
+                    written = await self._render_chunk(source, media_type, chunk, out_dir)
+                except RenderFailure as exc:
+                    failure = str(exc)
+                    return
+                async with self.sessions.begin() as session:
+                    recorded = await repo.record_rendered_pages(
+                        session, job_id, written, render_lease_s=self.settings.render_lease_s
+                    )
+                if not recorded:
+                    job_gone = True
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.render_pool.workers, len(chunks)) or 1):
+                    group.create_task(worker())
+        except* Exception as errors:
+            failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors.exceptions)
+            log.exception("render crashed job_id=%s", job_id)
+
+        if job_gone:
+            log.info("render abandoned, job deleted job_id=%s", job_id)
+            await self.storage.remove_job_dir(job_id)
+            await self.storage.remove_file(source)
+            return
+        async with self.sessions.begin() as session:
+            if failure is not None:
+                await repo.fail_job(session, job_id, f"rendering failed: {failure}")
+            else:
+                await repo.finish_render(session, job_id)
+            if await repo.lock_job(session, job_id) is not None:
+                await repo.refresh_job_progress(session, job_id)
+        await self.storage.remove_file(source)
+        if failure is not None:
+            log.error("render failed job_id=%s reason=%s", job_id, failure)
+        else:
+            log.info("render finished job_id=%s pages=%d", job_id, len(pages))
+
+    async def _render_chunk(
+        self, source: str, media_type: str, pages: list[int], out_dir: str
+    ) -> list[tuple[int, str]]:
+        """Render a chunk; after a worker loss, retry its pages one by one to find the culprit."""
+        timeout = self.settings.render_page_timeout_s * len(pages)
+        try:
+            return await self.render_pool.run(
+                render_pages, source, media_type, pages, out_dir, self.options, timeout=timeout
+            )
+        except WorkerLost as exc:
+            log.warning("render worker lost pages=%s reason=%s", pages, exc)
+            last_error = exc
+        written: list[tuple[int, str]] = []
+        for number in pages:
+            for attempt in range(1, self.settings.render_max_attempts + 1):
+                try:
+                    written += await self.render_pool.run(
+                        render_pages,
+                        source,
+                        media_type,
+                        [number],
+                        out_dir,
+                        self.options,
+                        timeout=self.settings.render_page_timeout_s,
+                    )
+                    break
+                except WorkerLost as exc:
+                    last_error = exc
+                    log.warning("render retry page_number=%d attempt=%d: %s", number, attempt, exc)
+            else:
+                raise RenderFailure(f"page {number}: {last_error}")
+        return written
+
+    # ------------------------------------------------------------ recovery
+
+    async def resume_unfinished(self) -> int:
+        """Resume renders whose owner died: from temp/ if the upload is there, else fail them."""
+        async with self.sessions.begin() as session:
+            claims = await repo.claim_unfinished_renders(
+                session, render_lease_s=self.settings.render_lease_s
+            )
+        for claim in claims:
+            source = self.storage.temp_path(claim.job_id)
+            missing = [
+                n for n in range(1, claim.total_page_number + 1) if n not in claim.done_pages
+            ]
+            if claim.render_attempts > self.settings.render_max_attempts + 1:
+                reason = f"rendering did not finish after {claim.render_attempts - 1} attempts"
+            elif not await _exists(source):
+                reason = "the upload was lost before rendering finished"
+            else:
+                log.info("render resumed job_id=%s missing=%d", claim.job_id, len(missing))
+                self._schedule_render(
+                    claim.job_id, claim.media_type, missing, attempt=claim.render_attempts
+                )
+                continue
+            async with self.sessions.begin() as session:
+                await repo.fail_job(session, claim.job_id, reason)
+            await self.storage.remove_file(source)
+            log.error("render abandoned job_id=%s reason=%s", claim.job_id, reason)
+        return len(claims)
+
+    async def renew_render_leases(self) -> None:
+        mine = self.rendering_job_ids
+        if mine:
+            async with self.sessions.begin() as session:
+                await repo.renew_render_leases(
+                    session, mine, render_lease_s=self.settings.render_lease_s
+                )
+
+    async def remove_orphan_uploads(self) -> None:
+        async with self.sessions() as session:
+            known = await repo.all_job_ids(session)
+        removed = await self.storage.remove_orphan_uploads(
+            known, self.settings.orphan_temp_age_s
+        )
+        for path in removed:
+            log.info("orphaned upload removed path=%s", path.name)
+
+    async def cancel_render(self, job_id: uuid.UUID) -> None:
+        task = self._renders.get(job_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def close(self) -> None:
+        """Stop rendering and hand this process's renders back, so a restart resumes them."""
+        mine = self.rendering_job_ids
+        for task in list(self._renders.values()):
+            task.cancel()
+        for task in list(self._renders.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        if mine:
+            with contextlib.suppress(Exception):
+                async with self.sessions.begin() as session:
+                    await repo.release_render_leases(session, mine)
+
+
+async def _exists(path: object) -> bool:
+    import anyio
+
+    return await anyio.Path(str(path)).exists()

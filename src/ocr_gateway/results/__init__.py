@@ -1,0 +1,1 @@
+"""Consuming OCR results and storing them idempotently."""

@@ -1,0 +1,73 @@
+"""The results consumer that runs in the app's lifespan: ack only after the DB commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from ocr_gateway.db.session import SessionFactory
+from ocr_gateway.dispatch.broker import Broker, declare_queue
+from ocr_gateway.results.messages import ResultMessage
+from ocr_gateway.results.service import ResultOutcome, store_result
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+
+
+class ResultsConsumer:
+    def __init__(self, settings: Settings, sessions: SessionFactory, broker: Broker) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.broker = broker
+        self.handled = 0
+
+    async def run(self) -> None:
+        """Consume forever; reconnect after any broker failure."""
+        while True:
+            try:
+                channel = await self.broker.new_channel(self.settings.results_prefetch)
+                queue = await declare_queue(channel, self.settings.results_queue)
+                log.info("results consumer listening queue=%s", self.settings.results_queue)
+                async with queue.iterator() as messages:
+                    async for message in messages:
+                        await self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("results consumer interrupted, reconnecting: %s", exc)
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            result = ResultMessage.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error("malformed result dead-lettered: %s", exc.errors(include_url=False)[:3])
+            await message.reject(requeue=False)
+            return
+        try:
+            outcome = await store_result(self.sessions, result)
+        except Exception as exc:
+            # The DB is unreachable or refused the write: leave the message to the broker.
+            log.warning(
+                "result not stored, requeued job_id=%s page_number=%d: %s",
+                result.job_id,
+                result.page_number,
+                exc,
+            )
+            await asyncio.sleep(RETRY_DELAY_S)
+            await message.nack(requeue=True)
+            return
+        if outcome is not ResultOutcome.STORED:
+            log.info(
+                "result dropped (%s) job_id=%s page_number=%d",
+                outcome,
+                result.job_id,
+                result.page_number,
+            )
+        await message.ack()
+        self.handled += 1

@@ -1,0 +1,51 @@
+"""Storing one OCR result: exactly-once effect for at-least-once delivery."""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from ocr_gateway.db import repository as repo
+from ocr_gateway.db.models import PageStatus
+from ocr_gateway.db.session import SessionFactory
+from ocr_gateway.results.messages import ResultMessage
+
+log = logging.getLogger(__name__)
+
+
+class ResultOutcome(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNKNOWN = "unknown"
+
+
+async def store_result(sessions: SessionFactory, result: ResultMessage) -> ResultOutcome:
+    """Write the page's text and status, then recount its job under the job's row lock.
+
+    The lock serialises results of one job, so `completed_pages` is always the exact number of
+    done pages; a page already done is never changed again, so redeliveries change nothing.
+    """
+    async with sessions.begin() as session:
+        if await repo.lock_job(session, result.job_id) is None:
+            return ResultOutcome.UNKNOWN
+        changed = await repo.store_page_result(
+            session,
+            job_id=result.job_id,
+            page_number=result.page_number,
+            status=PageStatus(result.status),
+            text_value=result.text,
+            error=result.error,
+            boxes=[box.model_dump() for box in result.boxes] if result.boxes else None,
+        )
+        if not changed:
+            exists = await repo.get_page(session, result.job_id, result.page_number)
+            return ResultOutcome.DUPLICATE if exists is not None else ResultOutcome.UNKNOWN
+        status = await repo.refresh_job_progress(session, result.job_id)
+    log.info(
+        "result stored job_id=%s page_number=%d status=%s job_status=%s",
+        result.job_id,
+        result.page_number,
+        result.status,
+        status,
+    )
+    return ResultOutcome.STORED

@@ -1,0 +1,71 @@
+"""The one settings class. Every value comes from an `OCR_GATEWAY_*` environment variable or `.env`."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the gateway; defaults fit the local PostgreSQL and RabbitMQ."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OCR_GATEWAY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Services
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/ocr_gateway"
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    pages_queue: str = "ocr.pages"
+    results_queue: str = "ocr.results"
+
+    # Storage
+    files_dir: Path = Path("files")
+    temp_dir: Path = Path("temp")
+    logs_dir: Path = Path("logs")
+    log_level: str = "INFO"
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_api_key: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Uploads and rendering
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_pages: int = Field(default=2000, gt=0)
+    max_page_pixels: int = Field(default=25_000_000, gt=0)
+    render_dpi: int = Field(default=150, ge=36, le=600)
+    render_grayscale: bool = True
+    render_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), gt=0)
+    render_chunk_pages: int = Field(default=4, gt=0)
+    render_page_timeout_s: float = Field(default=60.0, gt=0)
+    render_max_attempts: int = Field(default=2, gt=0)
+    render_lease_s: float = Field(default=300.0, gt=0)
+    orphan_temp_age_s: float = Field(default=3600.0, ge=0)
+
+    # Publishing
+    publisher_concurrency: int = Field(default=32, gt=0)
+    publish_timeout_s: float = Field(default=15.0, gt=0)
+    dispatch_batch_size: int = Field(default=256, gt=0)
+    dispatch_lease_s: float = Field(default=120.0, gt=0)
+    dispatch_poll_s: float = Field(default=1.0, gt=0)
+    queue_high_water: int = Field(default=1000, gt=0)
+
+    # Results
+    results_prefetch: int = Field(default=64, gt=0)
+
+    @property
+    def sync_database_url(self) -> str:
+        """The URL with the driver part removed, for tools that want plain `postgresql://`."""
+        return self.database_url.replace("+asyncpg", "")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
