@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             sessions=sessions,
             broker=broker,
+            storage=storage,
             ingest=ingest,
             jobs=jobs,
             dispatcher=dispatcher,

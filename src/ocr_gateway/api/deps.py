@@ -16,6 +16,7 @@ from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.errors import Unauthorized
 from ocr_gateway.ingest.jobs import JobService
 from ocr_gateway.ingest.service import IngestService
+from ocr_gateway.ingest.storage import Storage
 from ocr_gateway.settings import Settings
 
 
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     sessions: SessionFactory
     broker: Broker
+    storage: Storage
     ingest: IngestService
     jobs: JobService
     dispatcher: Dispatcher

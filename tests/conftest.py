@@ -1,0 +1,148 @@
+"""Fixtures: a throw-away database and unique queues per run, the real app in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from ocr_gateway.app import create_app
+from ocr_gateway.api.deps import Services
+from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
+from ocr_gateway.dispatch.broker import dead_letter_queue
+from ocr_gateway.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def sample(name: str) -> Path:
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.fail(f"sample {path} is missing: ../shared/samples must sit beside the repo")
+    return path
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/ocr_gateway_test_{RUN_ID}",
+        "pages_queue": f"ocr.pages.test-{RUN_ID}",
+        "results_queue": f"ocr.results.test-{RUN_ID}",
+        "files_dir": tmp / "files",
+        "temp_dir": tmp / "temp",
+        "logs_dir": tmp / "logs",
+        "render_workers": 2,
+        "dispatch_poll_s": 0.2,
+        "publish_timeout_s": 5.0,
+        "max_upload_bytes": 8 * 1024 * 1024,
+        "max_pages": 200,
+        "orphan_temp_age_s": 3600.0,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Settings]:
+    await ensure_database(settings)
+    await asyncio.to_thread(upgrade, settings)
+    yield settings
+    await drop_database(settings)
+
+
+@pytest.fixture(scope="session")
+async def app(database: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(database)
+    async with application.router.lifespan_context(application):
+        yield application
+    await _delete_queues(database)
+
+
+@pytest.fixture(scope="session")
+def services(app: FastAPI) -> Services:
+    services: Services = app.state.services
+    return services
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway/api/v1", timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def amqp(database: Settings) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(database.rabbitmq_url.get_secret_value())
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
+    ch = await amqp.channel()
+    yield ch
+    await ch.close()
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(services: Services) -> AsyncIterator[None]:
+    """Each test leaves no jobs, no starts, no files and empty queues behind it."""
+    yield
+    await services.control.stop()
+    await services.dispatcher.halt()
+    for job_id in services.ingest.rendering_job_ids:
+        await services.ingest.cancel_render(job_id)
+    async with services.sessions.begin() as session:
+        await session.execute(text("TRUNCATE jobs, pages, dispatch_requests CASCADE"))
+    await services.storage.remove_all_job_dirs()
+    await purge_queues(services.settings)
+
+
+async def purge_queues(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        ch = await connection.channel()
+        for name in (settings.pages_queue, settings.results_queue):
+            for queue_name in (name, dead_letter_queue(name)):
+                queue = await ch.declare_queue(queue_name, passive=True)
+                await queue.purge()
+
+
+async def _delete_queues(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        ch = await connection.channel()
+        for name in (settings.pages_queue, settings.results_queue):
+            for queue in (name, dead_letter_queue(name)):
+                await ch.queue_delete(queue)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.1
+) -> None:
+    """Poll `check` until it is true; fail the test with a clear message on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await check():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {check.__name__}")
+        await asyncio.sleep(interval)
