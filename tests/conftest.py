@@ -46,6 +46,7 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "max_upload_bytes": 8 * 1024 * 1024,
         "max_pages": 200,
         "orphan_temp_age_s": 3600.0,
+        "queue_high_water": 5000,
         "_env_file": None,
     }
     values.update(overrides)
@@ -146,3 +147,65 @@ async def wait_until(
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"condition not met within {timeout}s: {check.__name__}")
         await asyncio.sleep(interval)
+
+
+async def upload(
+    client: httpx.AsyncClient, path: Path | str, data: bytes | None = None, kind: str = "pdf"
+) -> dict[str, Any]:
+    """Upload a file (or bytes under its name) and return the 202 body."""
+    name = Path(path).name
+    content = data if data is not None else Path(path).read_bytes()
+    response = await client.post(f"/ocr{kind}", files={"file": (name, content)})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def job_detail(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await client.get(f"/admin/job/{job_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_rendered(client: httpx.AsyncClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait until every page of the job is rendered and recorded; return the job."""
+    latest: dict[str, Any] = {}
+
+    async def rendered() -> bool:
+        nonlocal latest
+        latest = await job_detail(client, job_id)
+        return bool(latest["rendered_pages"] == latest["total_page_number"] or latest["error"])
+
+    await wait_until(rendered, timeout)
+    assert latest["error"] is None, latest["error"]
+    return latest
+
+
+def blank_pdf(pages: int, width: float = 595, height: float = 842) -> bytes:
+    """A PDF of `pages` pages, each numbered in its text so pages differ."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for number in range(1, pages + 1):
+        page = doc.new_page(width=width, height=height)
+        page.insert_text((72, 72), f"Page {number}", fontsize=24)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+async def drain(channel: AbstractChannel, queue_name: str, idle: float = 1.0) -> list[bytes]:
+    """Consume and ack every message until the queue stays empty for `idle` seconds."""
+    queue = await channel.declare_queue(queue_name, passive=True)
+    bodies: list[bytes] = []
+    quiet_since = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - quiet_since < idle:
+        message = await queue.get(no_ack=False, fail=False)
+        if message is None:
+            await asyncio.sleep(0.05)
+            continue
+        bodies.append(message.body)
+        await message.ack()
+        quiet_since = asyncio.get_running_loop().time()
+    return bodies

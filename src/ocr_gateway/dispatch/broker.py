@@ -48,6 +48,17 @@ async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
     return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
 
 
+async def queue_depth(channel: AbstractChannel, name: str) -> int:
+    """Ready messages in a queue, asked of the broker now.
+
+    A robust channel answers a passive `declare_queue` from its cache, with the count of the
+    first declaration, so this goes to the underlying AMQP channel instead.
+    """
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(name, passive=True)
+    return int(declared.message_count or 0)
+
+
 class Broker:
     """Lazily connected; `ensure_connected` is safe to call from many coroutines."""
 
@@ -117,9 +128,7 @@ class Broker:
 
     async def pages_depth(self) -> int:
         """Ready messages in the pages queue (not those held unacked by workers)."""
-        channel = await self._channel()
-        queue = await channel.declare_queue(self.settings.pages_queue, passive=True)
-        return int(queue.declaration_result.message_count or 0)
+        return await queue_depth(await self._channel(), self.settings.pages_queue)
 
     async def purge_pages(self) -> int:
         channel = await self._channel()
