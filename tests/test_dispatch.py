@@ -1,0 +1,161 @@
+"""Start, stop and purge: no page is lost, none is stuck half-way, none is sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+import httpx
+import orjson
+from aio_pika.abc import AbstractChannel
+from sqlalchemy import text
+
+from ocr_gateway.api.deps import Services
+from ocr_gateway.dispatch.broker import queue_depth
+from tests.conftest import blank_pdf, drain, job_detail, upload, wait_rendered, wait_until
+
+
+async def _page_counts(services: Services) -> Counter[str]:
+    async with services.sessions() as session:
+        rows = (await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))).all()
+    return Counter({row[0]: row[1] for row in rows})
+
+
+async def _upload_pages(client: httpx.AsyncClient, jobs: int, pages: int) -> list[str]:
+    ids = []
+    for index in range(jobs):
+        accepted = await upload(client, f"batch-{index}.pdf", blank_pdf(pages))
+        ids.append(accepted["job_id"])
+    for job_id in ids:
+        await wait_rendered(client, job_id)
+    return ids
+
+
+async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    total = 4 * 150
+    await _upload_pages(client, jobs=4, pages=150)
+    queue = await channel.declare_queue(services.settings.pages_queue, passive=True)
+    received: list[tuple[str, int]] = []
+
+    async def consume() -> None:
+        async with queue.iterator() as messages:
+            async for message in messages:
+                body = orjson.loads(message.body)
+                received.append((body["job_id"], body["page_number"]))
+                await message.ack()
+                await asyncio.sleep(0.002)  # a consumer slower than the publishers
+
+    consumer = asyncio.create_task(consume())
+    try:
+        assert (await client.post("/admin/start")).status_code == 202
+
+        async def some_queued() -> bool:
+            return (await _page_counts(services))["queued"] >= 50
+
+        await wait_until(some_queued, interval=0.02)
+        stop = await client.post("/admin/stop")
+        assert stop.status_code == 202
+
+        async def settled() -> bool:
+            return (await _page_counts(services))["publishing"] == 0
+
+        await wait_until(settled)
+        counts = await _page_counts(services)
+        assert counts["pending"] + counts["queued"] == total, counts
+        assert counts["pending"] > 0, "the stop came after everything was sent"
+
+        await wait_until(lambda: _queue_drained(channel, services))
+        await asyncio.sleep(0.5)
+        assert len(received) == counts["queued"], "every queued page, and only those, was sent"
+        first_run = set(received)
+
+        assert (await client.post("/admin/start")).status_code == 202
+
+        async def all_queued() -> bool:
+            return (await _page_counts(services))["queued"] == total
+
+        await wait_until(all_queued)
+        await wait_until(lambda: _queue_drained(channel, services))
+        await asyncio.sleep(0.5)
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+    assert len(received) == total, "no page sent twice"
+    assert len(set(received)) == total, "every page sent once"
+    assert first_run < set(received)
+
+
+async def _queue_drained(channel: AbstractChannel, services: Services) -> bool:
+    return await queue_depth(channel, services.settings.pages_queue) == 0
+
+
+async def test_start_single_page_and_conflicts(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    (job_id,) = await _upload_pages(client, jobs=1, pages=3)
+    response = await client.post(f"/admin/start/{job_id}/page/2")
+    assert response.status_code == 202
+    assert response.json() == {
+        "action": "start", "scope": "page", "job_id": job_id, "page_number": 2, "pending_pages": 1
+    }
+
+    async def page_two_queued() -> bool:
+        pages = (await job_detail(client, job_id))["pages"]
+        return [p["status"] for p in pages] == ["pending", "queued", "pending"]
+
+    await wait_until(page_two_queued)
+    bodies = await drain(channel, services.settings.pages_queue)
+    assert [orjson.loads(b)["page_number"] for b in bodies] == [2]
+
+    again = await client.post(f"/admin/start/{job_id}/page/2")
+    assert again.status_code == 409
+    assert again.json()["error"] == "conflict"
+    missing_page = await client.post(f"/admin/start/{job_id}/page/9")
+    assert missing_page.status_code == 404
+    missing_job = await client.post("/admin/start/00000000-0000-0000-0000-000000000000")
+    assert missing_job.status_code == 404
+    assert missing_job.json()["error"] == "not_found"
+
+    assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+
+    async def all_queued() -> bool:
+        pages = (await job_detail(client, job_id))["pages"]
+        return all(p["status"] == "queued" for p in pages)
+
+    await wait_until(all_queued)
+    nothing_left = await client.post(f"/admin/start/{job_id}")
+    assert nothing_left.status_code == 409
+    assert sorted(orjson.loads(b)["page_number"] for b in await drain(
+        channel, services.settings.pages_queue
+    )) == [1, 3]
+
+
+async def test_purge_queue_returns_queued_pages_to_pending(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    (job_id,) = await _upload_pages(client, jobs=1, pages=5)
+    assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+
+    async def all_queued() -> bool:
+        return (await _page_counts(services))["queued"] == 5
+
+    await wait_until(all_queued)
+    assert await queue_depth(channel, services.settings.pages_queue) == 5
+    response = await client.delete("/admin/delete/queue")
+    assert response.status_code == 202
+
+    async def back_to_pending() -> bool:
+        return (await _page_counts(services))["pending"] == 5
+
+    await wait_until(back_to_pending)
+    assert await queue_depth(channel, services.settings.pages_queue) == 0
+    files = sorted(p.name for p in (services.settings.files_dir / job_id).iterdir())
+    assert len(files) == 5, "publishing and purging never delete page files"
+
+    assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+    await wait_until(all_queued)
+    assert len(await drain(channel, services.settings.pages_queue)) == 5
