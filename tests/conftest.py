@@ -15,8 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from ocr_gateway.app import create_app
 from ocr_gateway.api.deps import Services
+from ocr_gateway.app import create_app
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.dispatch.broker import dead_letter_queue
 from ocr_gateway.settings import Settings
@@ -168,7 +168,9 @@ async def job_detail(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return body
 
 
-async def wait_rendered(client: httpx.AsyncClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
+async def wait_rendered(
+    client: httpx.AsyncClient, job_id: str, timeout: float = 60
+) -> dict[str, Any]:
     """Wait until every page of the job is rendered and recorded; return the job."""
     latest: dict[str, Any] = {}
 

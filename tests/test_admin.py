@@ -138,9 +138,7 @@ async def keyed_client(services: Services, tmp_path: Path) -> AsyncIterator[http
     keyed: FastAPI = create_app(settings)
     async with keyed.router.lifespan_context(keyed):
         transport = httpx.ASGITransport(app=keyed)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://gateway/api/v1"
-        ) as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway/api/v1") as http:
             yield http
 
 

@@ -18,7 +18,9 @@ from tests.conftest import blank_pdf, drain, job_detail, upload, wait_rendered, 
 
 async def _page_counts(services: Services) -> Counter[str]:
     async with services.sessions() as session:
-        rows = (await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))).all()
+        rows = (
+            await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))
+        ).all()
     return Counter({row[0]: row[1] for row in rows})
 
 
@@ -100,7 +102,11 @@ async def test_start_single_page_and_conflicts(
     response = await client.post(f"/admin/start/{job_id}/page/2")
     assert response.status_code == 202
     assert response.json() == {
-        "action": "start", "scope": "page", "job_id": job_id, "page_number": 2, "pending_pages": 1
+        "action": "start",
+        "scope": "page",
+        "job_id": job_id,
+        "page_number": 2,
+        "pending_pages": 1,
     }
 
     async def page_two_queued() -> bool:
@@ -129,9 +135,9 @@ async def test_start_single_page_and_conflicts(
     await wait_until(all_queued)
     nothing_left = await client.post(f"/admin/start/{job_id}")
     assert nothing_left.status_code == 409
-    assert sorted(orjson.loads(b)["page_number"] for b in await drain(
-        channel, services.settings.pages_queue
-    )) == [1, 3]
+    assert sorted(
+        orjson.loads(b)["page_number"] for b in await drain(channel, services.settings.pages_queue)
+    ) == [1, 3]
 
 
 async def test_purge_queue_returns_queued_pages_to_pending(

@@ -94,7 +94,12 @@ async def test_results_complete_the_job_and_duplicates_count_once(
 
     results_queue = services.settings.results_queue
     for number in (1, 2, 3):
-        result = {"job_id": job_id, "page_number": number, "status": "done", "text": f"text {number}"}
+        result = {
+            "job_id": job_id,
+            "page_number": number,
+            "status": "done",
+            "text": f"text {number}",
+        }
         await _send_result(channel, results_queue, result)
         await _send_result(channel, results_queue, result)  # a redelivery
 
@@ -184,9 +189,7 @@ async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
         assert (await session.scalar(text("SELECT count(*) FROM pages WHERE text = 'ok'"))) == 1
 
 
-async def test_image_upload_becomes_one_page(
-    client: httpx.AsyncClient, services: Services
-) -> None:
+async def test_image_upload_becomes_one_page(client: httpx.AsyncClient, services: Services) -> None:
     accepted = await upload(client, sample("image.jpg"), kind="image")
     assert accepted["total_page_number"] == 1
     job = await wait_rendered(client, accepted["job_id"])

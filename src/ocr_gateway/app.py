@@ -94,12 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 _every(MAINTENANCE_INTERVAL_S, "render recovery", ingest.resume_unfinished)
             ),
             asyncio.create_task(
-                _every(settings.render_lease_s / 3, "render lease renewal",
-                       ingest.renew_render_leases)
+                _every(
+                    settings.render_lease_s / 3, "render lease renewal", ingest.renew_render_leases
+                )
             ),
             asyncio.create_task(
-                _every(max(60.0, settings.orphan_temp_age_s / 4), "orphan cleanup",
-                       ingest.remove_orphan_uploads)
+                _every(
+                    max(60.0, settings.orphan_temp_age_s / 4),
+                    "orphan cleanup",
+                    ingest.remove_orphan_uploads,
+                )
             ),
         ]
         log.info(

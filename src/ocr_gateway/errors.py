@@ -1,4 +1,4 @@
-"""The gateway's one error hierarchy; the API turns each into `{"error", "detail"}` with its status."""
+"""The gateway's one error hierarchy; the API turns each into `{"error", "detail"}`."""
 
 from __future__ import annotations
 

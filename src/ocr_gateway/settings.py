@@ -1,4 +1,4 @@
-"""The one settings class. Every value comes from an `OCR_GATEWAY_*` environment variable or `.env`."""
+"""The one settings class: every value comes from an `OCR_GATEWAY_*` variable or `.env`."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="
 def require_admin_key(
     services: ServicesDep, api_key: Annotated[str | None, Security(_api_key_header)]
 ) -> None:
-    """Admin routes need `X-API-Key` when `OCR_GATEWAY_ADMIN_API_KEY` is set (constant-time check)."""
+    """Admin routes need `X-API-Key` when `OCR_GATEWAY_ADMIN_API_KEY` is set (constant time)."""
     expected = services.settings.admin_api_key
     if expected is None:
         return

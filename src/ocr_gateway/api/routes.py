@@ -48,7 +48,11 @@ def _multipart_body(description: str) -> dict[str, Any]:
                         "type": "object",
                         "required": ["file"],
                         "properties": {
-                            "file": {"type": "string", "format": "binary", "description": description}
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": description,
+                            }
                         },
                     }
                 }
@@ -60,7 +64,9 @@ def _multipart_body(description: str) -> dict[str, Any]:
 uploads = APIRouter(tags=["uploads"], responses=ERRORS)
 
 
-async def _accept(services: ServicesDep, request: Request, accepted: frozenset[MediaType]) -> UploadAccepted:
+async def _accept(
+    services: ServicesDep, request: Request, accepted: frozenset[MediaType]
+) -> UploadAccepted:
     upload = await services.ingest.accept_upload(
         request.stream(),
         request.headers.get("content-type"),
@@ -108,7 +114,9 @@ admin = APIRouter(
 async def list_jobs(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JobList:
     """Jobs that are not completed yet, newest first."""
@@ -125,14 +133,12 @@ async def get_job(services: ServicesDep, job_id: JobId) -> JobDetail:
     """One job with its counters and pages."""
     job, pages = await services.jobs.get(job_id)
     summary = JobSummary.model_validate(job)
-    return JobDetail(
-        **summary.model_dump(), pages=[PageDetail.model_validate(p) for p in pages]
-    )
+    return JobDetail(**summary.model_dump(), pages=[PageDetail.model_validate(p) for p in pages])
 
 
 def _started(scheduled: StartScheduled) -> StartAccepted:
     return StartAccepted(
-        scope=scheduled.scope,  # type: ignore[arg-type]
+        scope=scheduled.scope,
         job_id=scheduled.job_id,
         page_number=scheduled.page_number,
         pending_pages=scheduled.pending_pages,
@@ -140,7 +146,9 @@ def _started(scheduled: StartScheduled) -> StartAccepted:
 
 
 @admin.post(
-    "/start", operation_id="start_all", status_code=status.HTTP_202_ACCEPTED,
+    "/start",
+    operation_id="start_all",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
 )
 async def start_all(services: ServicesDep) -> StartAccepted:
@@ -149,7 +157,9 @@ async def start_all(services: ServicesDep) -> StartAccepted:
 
 
 @admin.post(
-    "/start/{job_id}", operation_id="start_job", status_code=status.HTTP_202_ACCEPTED,
+    "/start/{job_id}",
+    operation_id="start_job",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
 )
 async def start_job(services: ServicesDep, job_id: JobId) -> StartAccepted:
@@ -158,16 +168,22 @@ async def start_job(services: ServicesDep, job_id: JobId) -> StartAccepted:
 
 
 @admin.post(
-    "/start/{job_id}/page/{page_number}", operation_id="start_page",
-    status_code=status.HTTP_202_ACCEPTED, response_model=StartAccepted,
+    "/start/{job_id}/page/{page_number}",
+    operation_id="start_page",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StartAccepted,
 )
-async def start_page(services: ServicesDep, job_id: JobId, page_number: PageNumber) -> StartAccepted:
+async def start_page(
+    services: ServicesDep, job_id: JobId, page_number: PageNumber
+) -> StartAccepted:
     """Publish one page (a failed page is reset to pending first)."""
     return _started(await services.control.start_page(job_id, page_number))
 
 
 @admin.post(
-    "/stop", operation_id="stop_publishing", status_code=status.HTTP_202_ACCEPTED,
+    "/stop",
+    operation_id="stop_publishing",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )
 async def stop_publishing(services: ServicesDep) -> ActionAccepted:
@@ -193,7 +209,9 @@ async def delete_job(services: ServicesDep, job_id: JobId) -> Deleted:
 
 
 @admin.delete(
-    "/delete/jobs", operation_id="delete_all_jobs", status_code=status.HTTP_202_ACCEPTED,
+    "/delete/jobs",
+    operation_id="delete_all_jobs",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )
 async def delete_all_jobs(services: ServicesDep) -> ActionAccepted:
@@ -203,7 +221,9 @@ async def delete_all_jobs(services: ServicesDep) -> ActionAccepted:
 
 
 @admin.delete(
-    "/delete/queue", operation_id="purge_pages_queue", status_code=status.HTTP_202_ACCEPTED,
+    "/delete/queue",
+    operation_id="purge_pages_queue",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )
 async def purge_pages_queue(services: ServicesDep) -> ActionAccepted:

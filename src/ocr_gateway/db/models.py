@@ -18,6 +18,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+)
+from sqlalchemy import (
     text as sql,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -34,7 +36,7 @@ class JobStatus(enum.StrEnum):
 
 
 class PageStatus(enum.StrEnum):
-    """pending → publishing → queued → done | failed; publishing → pending on stop or lease expiry."""
+    """pending → publishing → queued → done | failed; publishing → pending on stop or expiry."""
 
     PENDING = "pending"
     PUBLISHING = "publishing"
@@ -106,7 +108,11 @@ class Page(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "page_number", name="uq_pages_job_page"),
         Index("ix_pages_pending", "id", postgresql_where=sql("status = 'pending'")),
-        Index("ix_pages_publishing_lease", "lease_until", postgresql_where=sql("status = 'publishing'")),
+        Index(
+            "ix_pages_publishing_lease",
+            "lease_until",
+            postgresql_where=sql("status = 'publishing'"),
+        ),
         Index("ix_pages_queued", "id", postgresql_where=sql("status = 'queued'")),
     )
 

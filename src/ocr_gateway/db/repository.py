@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert as pg_insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
@@ -111,9 +112,7 @@ async def record_rendered_pages(
     render_lease_s: float,
 ) -> bool:
     """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone."""
-    locked = await session.scalar(
-        select(Job.job_id).where(Job.job_id == job_id).with_for_update()
-    )
+    locked = await session.scalar(select(Job.job_id).where(Job.job_id == job_id).with_for_update())
     if locked is None:
         return False
     if pages:
@@ -183,9 +182,7 @@ async def list_open_jobs(
     stmt = select(Job).where(Job.status != JobStatus.COMPLETED)
     if after is not None:
         created_at, job_id = after
-        stmt = stmt.where(
-            func.row(Job.created_at, Job.job_id) < func.row(created_at, job_id)
-        )
+        stmt = stmt.where(func.row(Job.created_at, Job.job_id) < func.row(created_at, job_id))
     stmt = stmt.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit)
     if offset:
         stmt = stmt.offset(offset)
@@ -194,9 +191,7 @@ async def list_open_jobs(
 
 async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
     """Lock the job row; every change to its counters happens under this lock."""
-    return await session.scalar(
-        select(Job).where(Job.job_id == job_id).with_for_update()
-    )
+    return await session.scalar(select(Job).where(Job.job_id == job_id).with_for_update())
 
 
 async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str | None:
@@ -215,8 +210,8 @@ async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str 
                               AND j.render_lease_until IS NOT NULL THEN j.status
                          WHEN c.done = j.total_page_number - cardinality(j.excluded_pages)
                               THEN 'completed'
-                         WHEN c.done + c.failed = j.total_page_number - cardinality(j.excluded_pages)
-                              THEN 'failed'
+                         WHEN c.done + c.failed
+                              = j.total_page_number - cardinality(j.excluded_pages) THEN 'failed'
                          WHEN j.status IN ('completed', 'failed') THEN 'queued'
                          ELSE j.status
                        END
@@ -271,9 +266,7 @@ async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
 # ---------------------------------------------------------------- dispatch
 
 
-async def count_startable_pages(
-    session: AsyncSession, job_id: uuid.UUID | None = None
-) -> int:
+async def count_startable_pages(session: AsyncSession, job_id: uuid.UUID | None = None) -> int:
     stmt = select(func.count()).select_from(Page).where(Page.status == PageStatus.PENDING)
     if job_id is not None:
         stmt = stmt.where(Page.job_id == job_id)
@@ -475,7 +468,6 @@ async def store_page_result(
         .returning(Page.id)
     )
     return changed is not None
-
 
 
 _JOB_IDS = bindparam("job_ids", type_=ARRAY(UUID(as_uuid=True)))

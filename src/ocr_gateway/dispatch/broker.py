@@ -87,8 +87,11 @@ class Broker:
                     raise
                 self._connection = connection
                 self._publish_channel = channel
-                log.info("broker connected queues=%s,%s", self.settings.pages_queue,
-                         self.settings.results_queue)
+                log.info(
+                    "broker connected queues=%s,%s",
+                    self.settings.pages_queue,
+                    self.settings.results_queue,
+                )
             return self._connection
 
     async def new_channel(self, prefetch: int) -> AbstractChannel:

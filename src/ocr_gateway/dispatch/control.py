@@ -11,6 +11,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 from ocr_gateway.db import repository as repo
 from ocr_gateway.db.models import PageStatus
@@ -27,7 +28,7 @@ DRAIN_POLL_S = 0.2
 
 @dataclass(frozen=True, slots=True)
 class StartScheduled:
-    scope: str
+    scope: Literal["all", "job", "page"]
     job_id: uuid.UUID | None
     page_number: int | None
     pending_pages: int

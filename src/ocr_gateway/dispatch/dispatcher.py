@@ -61,7 +61,9 @@ def page_message(job_id: uuid.UUID, page_number: int, png: bytes) -> bytes:
 def _prepare(page: repo.ClaimedPage) -> Outgoing:
     png = Path(page.path).read_bytes()
     return Outgoing(
-        page.id, f"{page.job_id}:{page.page_number}", page_message(page.job_id, page.page_number, png)
+        page.id,
+        f"{page.job_id}:{page.page_number}",
+        page_message(page.job_id, page.page_number, png),
     )
 
 
@@ -206,12 +208,19 @@ class Dispatcher:
                     if isinstance(item, Outgoing):
                         await queue.put(item)
                     elif isinstance(item, FileNotFoundError):
-                        log.error("page image missing job_id=%s page_number=%d",
-                                  page.job_id, page.page_number)
+                        log.error(
+                            "page image missing job_id=%s page_number=%d",
+                            page.job_id,
+                            page.page_number,
+                        )
                         outcomes.missing.append(page.id)
                     else:
-                        log.error("page image unreadable job_id=%s page_number=%d: %s",
-                                  page.job_id, page.page_number, item)
+                        log.error(
+                            "page image unreadable job_id=%s page_number=%d: %s",
+                            page.job_id,
+                            page.page_number,
+                            item,
+                        )
                         outcomes.unconfirmed.append(page.id)
 
     async def _room_in_queue(self) -> int:

@@ -274,9 +274,7 @@ class IngestService:
     async def remove_orphan_uploads(self) -> None:
         async with self.sessions() as session:
             known = await repo.all_job_ids(session)
-        removed = await self.storage.remove_orphan_uploads(
-            known, self.settings.orphan_temp_age_s
-        )
+        removed = await self.storage.remove_orphan_uploads(known, self.settings.orphan_temp_age_s)
         for path in removed:
             log.info("orphaned upload removed path=%s", path.name)
 
