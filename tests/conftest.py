@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -211,3 +213,98 @@ async def drain(channel: AbstractChannel, queue_name: str, idle: float = 1.0) ->
         await message.ack()
         quiet_since = asyncio.get_running_loop().time()
     return bodies
+
+
+class Gateway:
+    """A whole app on its own database and queues, for tests that break things."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+        self.services: Services = app.state.services
+        self.settings = self.services.settings
+
+
+@contextlib.asynccontextmanager
+async def isolated_gateway(
+    tmp: Path, *, db_port: int = 5432, amqp_port: int = 5672, **overrides: Any
+) -> AsyncIterator[Gateway]:
+    """Create a fresh database and queues, run the app's lifespan, then remove it all.
+
+    `db_port` and `amqp_port` let the app reach PostgreSQL or RabbitMQ through a FaultProxy;
+    set-up and clean-up always go direct.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    db_name = f"ocr_gateway_test_{RUN_ID}_{suffix}"
+    queues = {
+        "pages_queue": f"ocr.pages.test-{RUN_ID}-{suffix}",
+        "results_queue": f"ocr.results.test-{RUN_ID}-{suffix}",
+    }
+    direct = make_settings(
+        tmp, database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}", **queues
+    )
+    values: dict[str, Any] = {
+        "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{db_port}/{db_name}",
+        "rabbitmq_url": f"amqp://guest:guest@127.0.0.1:{amqp_port}/",
+        **queues,
+    }
+    values.update(overrides)
+    settings = make_settings(tmp, **values)
+    await ensure_database(direct)
+    await asyncio.to_thread(upgrade, direct)
+    application = create_app(settings)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://gateway/api/v1", timeout=30
+            ) as http:
+                yield Gateway(application, http)
+    finally:
+        await _delete_queues(direct)
+        await drop_database(direct)
+
+
+async def seed_pages(gateway: Gateway, jobs: int, pages: int) -> list[uuid.UUID]:
+    """Insert rendered jobs directly (one tiny PNG copied per page): for dispatch tests where
+    rendering is not the point and thousands of pages are needed quickly."""
+    from PIL import Image
+
+    from ocr_gateway.db import repository as repo
+
+    storage = gateway.services.storage
+    ids = []
+    for _ in range(jobs):
+        job_id = uuid.uuid4()
+        folder = storage.job_dir(job_id)
+        folder.mkdir(parents=True)
+        buffer = io.BytesIO()
+        Image.new("L", (64, 64), 255).save(buffer, format="PNG")
+        for number in range(1, pages + 1):
+            storage.page_path(job_id, number).write_bytes(buffer.getvalue())
+        async with gateway.services.sessions.begin() as session:
+            await repo.create_job(
+                session,
+                job_id=job_id,
+                filename="seeded.pdf",
+                media_type="application/pdf",
+                total_page_number=pages,
+                render_lease_s=60,
+            )
+            await repo.record_rendered_pages(
+                session,
+                job_id,
+                [(n, str(storage.page_path(job_id, n))) for n in range(1, pages + 1)],
+                render_lease_s=60,
+            )
+            await repo.finish_render(session, job_id)
+        ids.append(job_id)
+    return ids
+
+
+async def page_counts(services: Services) -> dict[str, int]:
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))
+        ).all()
+    return {str(row[0]): int(row[1]) for row in rows}

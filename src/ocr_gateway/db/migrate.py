@@ -15,7 +15,14 @@ from ocr_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+SOURCE_ROOT = Path(__file__).resolve().parents[3]
+
+
+def project_root() -> Path:
+    """Where `alembic.ini` and `alembic/` are: the working directory (an installed package run
+    from a deployment folder, as in the Docker image) or the source checkout."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "alembic.ini").is_file() else SOURCE_ROOT
 
 
 async def ensure_database(settings: Settings) -> bool:
@@ -50,8 +57,9 @@ async def drop_database(settings: Settings) -> None:
 
 
 def alembic_config(settings: Settings) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    root = project_root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
     config.attributes["database_url"] = settings.database_url
     return config
 

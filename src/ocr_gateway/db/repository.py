@@ -253,10 +253,9 @@ async def delete_job(session: AsyncSession, job_id: uuid.UUID) -> bool:
     return deleted is not None
 
 
-async def delete_all_jobs(session: AsyncSession) -> int:
-    """Delete every job (pages and dispatch requests cascade); returns how many."""
-    result = await session.execute(text("DELETE FROM jobs"))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+async def delete_all_jobs(session: AsyncSession) -> list[uuid.UUID]:
+    """Delete every job (pages and dispatch requests cascade); returns their ids."""
+    return list(await session.scalars(delete(Job).returning(Job.job_id)))
 
 
 async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
@@ -267,7 +266,13 @@ async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
 
 
 async def count_startable_pages(session: AsyncSession, job_id: uuid.UUID | None = None) -> int:
-    stmt = select(func.count()).select_from(Page).where(Page.status == PageStatus.PENDING)
+    """Pending pages that a start would publish (pages of a job whose render failed are not)."""
+    stmt = (
+        select(func.count())
+        .select_from(Page)
+        .join(Job, Job.job_id == Page.job_id)
+        .where(Page.status == PageStatus.PENDING, Job.error.is_(None))
+    )
     if job_id is not None:
         stmt = stmt.where(Page.job_id == job_id)
     return int(await session.scalar(stmt) or 0)
@@ -313,6 +318,8 @@ async def retire_satisfied_requests(session: AsyncSession) -> int:
              WHERE NOT EXISTS (
                    SELECT 1 FROM pages p
                     WHERE p.status IN ('pending', 'publishing')
+                      AND NOT EXISTS (SELECT 1 FROM jobs fj
+                                       WHERE fj.job_id = p.job_id AND fj.error IS NOT NULL)
                       AND (r.job_id IS NULL
                            OR (p.job_id = r.job_id
                                AND (r.page_number IS NULL OR p.page_number = r.page_number))))
@@ -347,6 +354,8 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                        updated_at = now()
                   FROM (SELECT pp.id FROM pages pp
                          WHERE pp.status = 'pending'
+                           AND NOT EXISTS (SELECT 1 FROM jobs j
+                                            WHERE j.job_id = pp.job_id AND j.error IS NOT NULL)
                            AND EXISTS (SELECT 1 FROM dispatch_requests r
                                         WHERE r.job_id IS NULL
                                            OR (r.job_id = pp.job_id

@@ -62,8 +62,10 @@ class DispatchControl:
             job = await repo.get_job(session, job_id)
             if job is None:
                 raise NotFound(f"job {job_id} does not exist")
+            if job.error is not None:
+                raise Conflict(f"job {job_id} failed: {job.error}")
             pending = await repo.count_startable_pages(session, job_id)
-            rendering = job.render_lease_until is not None and job.error is None
+            rendering = job.render_lease_until is not None
             if pending == 0 and not rendering:
                 raise Conflict(f"job {job_id} has no pending pages (status {job.status})")
             await repo.add_dispatch_request(session, job_id)
@@ -74,11 +76,15 @@ class DispatchControl:
 
     async def start_page(self, job_id: uuid.UUID, page_number: int) -> StartScheduled:
         async with self.sessions.begin() as session:
-            page = await repo.get_page(session, job_id, page_number)
-            if page is None:
+            job = await repo.lock_job(session, job_id)
+            page = await repo.get_page(session, job_id, page_number) if job else None
+            if job is None or page is None:
                 raise NotFound(f"page {page_number} of job {job_id} does not exist")
+            if job.error is not None:
+                raise Conflict(f"job {job_id} failed: {job.error}")
             if page.status == PageStatus.FAILED:
                 await repo.reset_failed_page(session, page.id)
+                await repo.refresh_job_progress(session, job_id)
             elif page.status != PageStatus.PENDING:
                 raise Conflict(f"page {page_number} of job {job_id} is already {page.status}")
             await repo.add_dispatch_request(session, job_id, page_number)

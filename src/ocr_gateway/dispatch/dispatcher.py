@@ -168,6 +168,11 @@ class Dispatcher:
                 await asyncio.gather(*publishers)
                 flusher.cancel()
             log.info("publishing finished: no requested page left")
+        except* Exception as errors:
+            # The database or broker failed under the feeder; the run loop starts a new
+            # session once they answer again, and the final flush below settles this one.
+            reasons = "; ".join(f"{type(e).__name__}: {e}" for e in errors.exceptions)
+            log.warning("publishing interrupted: %s", reasons)
         finally:
             # Every publish has settled by now; whatever this process still holds and has no
             # confirm for (queued in memory, or claimed and not yet read) goes back to pending.
@@ -232,7 +237,8 @@ class Dispatcher:
             log.warning("broker unavailable, publishing paused: %s", exc)
             self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
             return 0
-        return self.settings.queue_high_water - depth
+        # Pages this process holds are not in the queue's count yet, but soon will be.
+        return self.settings.queue_high_water - depth - len(self._held)
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):

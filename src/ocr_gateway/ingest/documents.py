@@ -94,7 +94,17 @@ def _inspect_pdf(path: str, max_pages: int, options: RenderOptions) -> Inspectio
         return Inspection(page_count=count)
 
 
+def _follow_pixel_budget(options: RenderOptions) -> None:
+    """Make Pillow's decompression-bomb check use the gateway's budget, not its own default.
+
+    Pillow then refuses an oversized header in `Image.open`, before decoding a pixel, and never
+    refuses an image the budget allows (its default is 89 Mpx; MAX_PAGE_PIXELS may be higher).
+    """
+    Image.MAX_IMAGE_PIXELS = options.max_page_pixels
+
+
 def _inspect_image(path: str, max_pages: int, options: RenderOptions) -> Inspection:
+    _follow_pixel_budget(options)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -118,7 +128,12 @@ def _inspect_image(path: str, max_pages: int, options: RenderOptions) -> Inspect
                         )
                     image.load()
                 return Inspection(page_count=frames)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return Inspection(
+            problem="page_too_large",
+            detail=f"the image is over the limit of {options.max_page_pixels} pixels per page",
+        )
+    except UnidentifiedImageError:
         return Inspection(problem="unreadable", detail="the image cannot be decoded")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         return Inspection(problem="unreadable", detail=f"the image cannot be decoded: {exc}")
@@ -156,8 +171,9 @@ def render_pages(
     """Render 1-based `page_numbers` of `source` to `<out_dir>/<n>.png`; returns (n, path) pairs.
 
     Each PNG is written to a `.part` file and renamed, so a page file is complete or absent.
+    `out_dir` must exist: a job deleted while its pages render has no folder, and the write
+    fails instead of recreating it.
     """
-    os.makedirs(out_dir, exist_ok=True)
     written: list[tuple[int, str]] = []
     try:
         for number in page_numbers:
@@ -187,6 +203,7 @@ def _render_pdf_page(source: str, number: int, options: RenderOptions) -> bytes:
 def _render_image_frame(source: str, number: int, options: RenderOptions) -> bytes:
     import io
 
+    _follow_pixel_budget(options)
     with Image.open(source) as image:
         image.seek(number - 1)
         if image.width * image.height > options.max_page_pixels:

@@ -97,7 +97,9 @@ class JobService:
         for job_id in self.ingest.rendering_job_ids:
             await self.ingest.cancel_render(job_id)
         async with self.sessions.begin() as session:
-            count = await repo.delete_all_jobs(session)
+            deleted = await repo.delete_all_jobs(session)
         await self.storage.remove_all_job_dirs()
+        for job_id in deleted:
+            await self.storage.remove_file(self.storage.temp_path(job_id))
         purged = await self.control.broker.purge_pages()
-        log.info("all jobs deleted jobs=%d purged_messages=%d", count, purged)
+        log.info("all jobs deleted jobs=%d purged_messages=%d", len(deleted), purged)

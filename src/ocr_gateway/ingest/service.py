@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+import anyio
+
 from ocr_gateway.db import repository as repo
 from ocr_gateway.db.session import SessionFactory
 from ocr_gateway.errors import BadUpload, PageTooLarge, TooManyPages
@@ -158,6 +160,7 @@ class IngestService:
         failure: str | None = None
         job_gone = False
         log.info("render started job_id=%s pages=%d attempt=%d", job_id, len(pages), attempt)
+        await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
 
         async def worker() -> None:
             nonlocal failure, job_gone
@@ -300,6 +303,4 @@ class IngestService:
 
 
 async def _exists(path: object) -> bool:
-    import anyio
-
     return await anyio.Path(str(path)).exists()

@@ -69,9 +69,12 @@ async def spool_upload(
     boundary = params.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
         raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
-    if content_length is not None and content_length.isdigit():
-        if int(content_length) > max_bytes + ENVELOPE_BYTES:
-            raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
+    if (
+        content_length is not None
+        and content_length.isdigit()
+        and int(content_length) > max_bytes + ENVELOPE_BYTES
+    ):
+        raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
 
     events = _Events()
 
@@ -106,6 +109,9 @@ async def spool_upload(
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
         },
+        # A part's header line may carry a long client filename; it is cut to 255 characters
+        # later, so refusing it here would only turn a harmless name into a failed upload.
+        max_header_size=ENVELOPE_BYTES,
     )
 
     filename: str | None = None
