@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aio_pika
@@ -20,7 +19,6 @@ from ocr_gateway.app import create_app
 from ocr_gateway.dispatch.broker import queue_depth
 from tests.conftest import (
     Gateway,
-    blank_pdf,
     drain,
     isolated_gateway,
     job_detail,
@@ -176,7 +174,7 @@ async def test_render_that_runs_forever_fails_the_job_and_the_pool_recovers(
 
 
 @contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> AsyncIterator[Path]:  # type: ignore[misc]
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
