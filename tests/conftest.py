@@ -20,7 +20,9 @@ from sqlalchemy import text
 from ocr_gateway.api.deps import Services
 from ocr_gateway.app import create_app
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
+from ocr_gateway.db.session import SessionFactory
 from ocr_gateway.dispatch.broker import dead_letter_queue
+from ocr_gateway.ingest.storage import Storage
 from ocr_gateway.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -265,24 +267,28 @@ async def isolated_gateway(
         await drop_database(direct)
 
 
-async def seed_pages(gateway: Gateway, jobs: int, pages: int) -> list[uuid.UUID]:
+async def seed_pages(
+    target: Gateway | tuple[Storage, SessionFactory], jobs: int, pages: int
+) -> list[uuid.UUID]:
     """Insert rendered jobs directly (one tiny PNG copied per page): for dispatch tests where
     rendering is not the point and thousands of pages are needed quickly."""
     from PIL import Image
 
     from ocr_gateway.db import repository as repo
 
-    storage = gateway.services.storage
+    if isinstance(target, Gateway):
+        storage, sessions = target.services.storage, target.services.sessions
+    else:
+        storage, sessions = target
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="PNG")
     ids = []
     for _ in range(jobs):
         job_id = uuid.uuid4()
-        folder = storage.job_dir(job_id)
-        folder.mkdir(parents=True)
-        buffer = io.BytesIO()
-        Image.new("L", (64, 64), 255).save(buffer, format="PNG")
+        storage.job_dir(job_id).mkdir(parents=True)
         for number in range(1, pages + 1):
             storage.page_path(job_id, number).write_bytes(buffer.getvalue())
-        async with gateway.services.sessions.begin() as session:
+        async with sessions.begin() as session:
             await repo.create_job(
                 session,
                 job_id=job_id,
