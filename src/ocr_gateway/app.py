@@ -40,7 +40,7 @@ async def _every(interval: float, name: str, action: Callable[[], Awaitable[obje
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("%s failed: %s", name, exc)
+            log.warning("%s failed: %r", name, exc)
         await asyncio.sleep(interval)
 
 
