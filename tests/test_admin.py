@@ -185,3 +185,31 @@ def test_openapi_has_operation_ids_and_response_models(app: FastAPI) -> None:
         assert "$ref" in content, op["operationId"]
     upload_body = schema["paths"]["/api/v1/ocrpdf"]["post"]["requestBody"]["content"]
     assert "file" in upload_body["multipart/form-data"]["schema"]["properties"]
+
+
+async def test_cors_is_closed_by_default_and_opens_to_configured_origins(
+    client: httpx.AsyncClient, services: Services, tmp_path: Path
+) -> None:
+    preflight = {
+        "Origin": "https://ui.example",
+        "Access-Control-Request-Method": "POST",
+    }
+    closed = await client.options("/ocrpdf", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+
+    opened_app = create_app(
+        make_settings(
+            tmp_path,
+            database_url=services.settings.database_url,
+            cors_origins=["https://ui.example"],
+        )
+    )
+    # A preflight is answered by the CORS middleware itself; no lifespan is needed for it.
+    transport = httpx.ASGITransport(app=opened_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway/api/v1") as http:
+        allowed = await http.options("/ocrpdf", headers=preflight)
+        other = await http.options(
+            "/ocrpdf", headers={**preflight, "Origin": "https://evil.example"}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "access-control-allow-origin" not in other.headers
