@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = build_engine(settings)
         sessions = build_session_factory(engine)
         broker = Broker(settings)
-        render_pool = ProcessPool("render", settings.render_workers)
+        render_pool = ProcessPool("render", settings.render_workers, settings.render_niceness)
         inspect_pool = ProcessPool("inspect", 1)
         await asyncio.gather(render_pool.start(), inspect_pool.start())
         ingest = IngestService(settings, sessions, storage, render_pool, inspect_pool)

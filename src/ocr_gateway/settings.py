@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     render_dpi: int = Field(default=150, ge=36, le=600)
     render_grayscale: bool = True
     render_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), gt=0)
+    render_niceness: int = Field(default=10, ge=0, le=19)
     render_chunk_pages: int = Field(default=4, gt=0)
     render_page_timeout_s: float = Field(default=60.0, gt=0)
     render_max_attempts: int = Field(default=2, gt=0)

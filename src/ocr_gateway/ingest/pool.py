@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +19,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def lower_priority(niceness: int) -> None:
+    """Runs first in each worker: background work yields the CPU to the API and its uploads."""
+    if niceness:
+        os.nice(niceness)
+
+
 class WorkerLost(Exception):
     """The worker process died (crash or kill) or was stopped for exceeding its time."""
 
@@ -25,15 +32,21 @@ class WorkerLost(Exception):
 class ProcessPool:
     """`run_in_executor` over a `spawn` pool, so no event loop or DB connection is ever forked."""
 
-    def __init__(self, name: str, workers: int) -> None:
+    def __init__(self, name: str, workers: int, niceness: int = 0) -> None:
         self.name = name
         self.workers = workers
+        self.niceness = niceness
         self._context = multiprocessing.get_context("spawn")
         self._executor = self._new_executor()
         self.rebuilds = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self._context,
+            initializer=lower_priority,
+            initargs=(self.niceness,),
+        )
 
     async def start(self) -> None:
         """Start every worker now, so the first upload does not wait for interpreter start-up."""
