@@ -13,7 +13,15 @@ from sqlalchemy import text
 
 from ocr_gateway.api.deps import Services
 from ocr_gateway.dispatch.broker import queue_depth
-from tests.conftest import blank_pdf, drain, job_detail, upload, wait_rendered, wait_until
+from tests.conftest import (
+    blank_pdf,
+    drain,
+    job_detail,
+    seed_pages,
+    upload,
+    wait_rendered,
+    wait_until,
+)
 
 
 async def _page_counts(services: Services) -> Counter[str]:
@@ -170,3 +178,27 @@ async def test_purge_queue_returns_queued_pages_to_pending(
     assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
     await wait_until(all_queued)
     assert len(await drain(channel, services.settings.pages_queue)) == 5
+
+
+async def test_rapid_stop_start_cycles_never_stall_publishing(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    """Stops land at every await of the dispatcher (claims, queue-depth queries, publishes);
+    none may break the broker channels or strand a page."""
+    jobs = await seed_pages((services.storage, services.sessions), jobs=10, pages=200)
+    total = 2000
+    for _ in range(40):
+        assert (await client.post("/admin/start")).status_code == 202
+        await asyncio.sleep(0.03)
+        assert (await client.post("/admin/stop")).status_code == 202
+        await asyncio.sleep(0.02)
+    assert (await client.post("/admin/start")).status_code == 202
+
+    async def all_queued() -> bool:
+        return (await _page_counts(services))["queued"] == total
+
+    await wait_until(all_queued, timeout=60)
+    bodies = await drain(channel, services.settings.pages_queue)
+    received = [(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)]
+    assert set(received) == {(str(j), n) for j in jobs for n in range(1, 201)}
+    assert len(received) == total, "no page sent twice across the stops"

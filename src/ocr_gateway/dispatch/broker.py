@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
@@ -21,6 +22,8 @@ from pamqp.commands import Basic
 from ocr_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEAD_LETTER_SUFFIX = ".dead"
 CONNECT_TIMEOUT_S = 10.0
@@ -60,12 +63,18 @@ async def queue_depth(channel: AbstractChannel, name: str) -> int:
 
 
 class Broker:
-    """Lazily connected; `ensure_connected` is safe to call from many coroutines."""
+    """Lazily connected; `ensure_connected` is safe to call from many coroutines.
+
+    Publishing and queue queries use separate channels, and queries are shielded from
+    cancellation: aiormq closes a channel whose RPC is cancelled mid-flight (a stop cancels the
+    dispatcher at any await), and that must never take the publishing channel down with it.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
+        self._query_channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
 
     async def ensure_connected(self) -> AbstractRobustConnection:
@@ -77,16 +86,18 @@ class Broker:
                     client_properties={"connection_name": "ocr-gateway"},
                 )
                 try:
-                    channel = await connection.channel(
+                    publish = await connection.channel(
                         publisher_confirms=True, on_return_raises=True
                     )
-                    await declare_queue(channel, self.settings.pages_queue)
-                    await declare_queue(channel, self.settings.results_queue)
+                    query = await connection.channel()
+                    await declare_queue(query, self.settings.pages_queue)
+                    await declare_queue(query, self.settings.results_queue)
                 except BaseException:
                     await connection.close()
                     raise
                 self._connection = connection
-                self._publish_channel = channel
+                self._publish_channel = publish
+                self._query_channel = query
                 log.info(
                     "broker connected queues=%s,%s",
                     self.settings.pages_queue,
@@ -100,28 +111,41 @@ class Broker:
         await channel.set_qos(prefetch_count=prefetch)
         return channel
 
-    async def _channel(self) -> AbstractChannel:
-        await self.ensure_connected()
-        assert self._publish_channel is not None
-        return self._publish_channel
+    async def _open(self, channel: AbstractChannel | None) -> AbstractChannel:
+        """The channel, reopened first if something closed it."""
+        assert channel is not None
+        if channel.is_closed:
+            async with self._lock:
+                if channel.is_closed:
+                    log.warning("broker channel was closed; reopening it")
+                    await channel.reopen()
+        return channel
+
+    async def _query(self, action: Callable[[AbstractChannel], Awaitable[T]]) -> T:
+        """Run a queue RPC to completion even if the caller is cancelled meanwhile."""
+
+        async def run() -> T:
+            await self.ensure_connected()
+            return await action(await self._open(self._query_channel))
+
+        return await asyncio.shield(asyncio.ensure_future(run()))
 
     async def publish_page(self, body: bytes, *, message_id: str) -> None:
         """Publish a persistent message to the pages queue and wait for the broker's confirm."""
-        channel = await self._channel()
+        timeout = self.settings.publish_timeout_s
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
         )
-        timeout = self.settings.publish_timeout_s
         try:
-            confirmation = await asyncio.wait_for(
-                channel.default_exchange.publish(
+            async with asyncio.timeout(timeout):
+                await self.ensure_connected()
+                channel = await self._open(self._publish_channel)
+                confirmation = await channel.default_exchange.publish(
                     message, routing_key=self.settings.pages_queue, mandatory=True, timeout=timeout
-                ),
-                timeout,
-            )
+                )
         except TimeoutError as exc:
             raise PublishFailed(f"no confirm within {timeout:.0f}s") from exc
         except Exception as exc:
@@ -131,13 +155,15 @@ class Broker:
 
     async def pages_depth(self) -> int:
         """Ready messages in the pages queue (not those held unacked by workers)."""
-        return await queue_depth(await self._channel(), self.settings.pages_queue)
+        return await self._query(lambda channel: queue_depth(channel, self.settings.pages_queue))
 
     async def purge_pages(self) -> int:
-        channel = await self._channel()
-        queue = await channel.declare_queue(self.settings.pages_queue, passive=True)
-        result = await queue.purge()
-        return int(getattr(result, "message_count", 0) or 0)
+        async def purge(channel: AbstractChannel) -> int:
+            underlay = await channel.get_underlay_channel()
+            result = await underlay.queue_purge(self.settings.pages_queue)
+            return int(result.message_count or 0)
+
+        return await self._query(purge)
 
     async def check(self) -> tuple[bool, str]:
         try:
@@ -152,3 +178,4 @@ class Broker:
                 await self._connection.close()
                 self._connection = None
                 self._publish_channel = None
+                self._query_channel = None

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,15 @@ def _prepare(page: repo.ClaimedPage) -> Outgoing:
     )
 
 
+async def _settle_despite_cancel(work: Awaitable[object]) -> None:
+    """Wait for bounded clean-up work to finish even if cancelled again meanwhile: a stop that
+    arrives twice must not abandon a confirm or a flush half-way."""
+    future = asyncio.ensure_future(work)
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, sessions: SessionFactory, broker: Broker) -> None:
         self.settings = settings
@@ -74,6 +84,8 @@ class Dispatcher:
         self.broker = broker
         self._wake = asyncio.Event()
         self._session: asyncio.Task[None] | None = None
+        self._cancelled: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Future[list[repo.ClaimedPage]] | None = None
         self._held: set[int] = set()
         self._flush_lock = asyncio.Lock()
         self._backoff = 0.0
@@ -89,13 +101,21 @@ class Dispatcher:
         self._wake.set()
 
     async def halt(self) -> None:
-        """Cancel this process's publishers; in-flight publishes settle and are recorded first."""
+        """Cancel this process's publishers; in-flight publishes settle and are recorded first.
+
+        Many callers may halt at once (the stop route, NOTIFY, the poll): the session is
+        cancelled once, and each caller waits through a shield, so a caller that is itself
+        cancelled never interrupts the session's own clean-up.
+        """
         session = self._session
-        if session is not None and not session.done():
+        if session is None or session.done():
+            return
+        if self._cancelled is not session:
+            self._cancelled = session
             session.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await session
-            log.info("publishing stopped")
+            log.info("publishing stopping")
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(session)
 
     async def run(self) -> None:
         """Background loop: start a publishing session while starts exist, halt when none do."""
@@ -176,9 +196,13 @@ class Dispatcher:
         finally:
             # Every publish has settled by now; whatever this process still holds and has no
             # confirm for (queued in memory, or claimed and not yet read) goes back to pending.
+            if self._claiming is not None:
+                await _settle_despite_cancel(self._claiming)
+                self._claiming = None
             settled = {*outcomes.confirmed, *outcomes.unconfirmed, *outcomes.missing}
             outcomes.unconfirmed.extend(page for page in self._held if page not in settled)
-            await asyncio.shield(self._flush_until_written(outcomes))
+            await _settle_despite_cancel(self._flush_until_written(outcomes))
+            log.info("publishing session ended; its pages are queued or pending")
 
     async def _feed(self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes) -> None:
         """Claim requested pages batch by batch, within the queue's high-water mark."""
@@ -189,12 +213,10 @@ class Dispatcher:
             if room <= 0:
                 await self._pause()
                 continue
-            async with self.sessions.begin() as session:
-                claimed = await repo.claim_pages(
-                    session,
-                    limit=min(self.settings.dispatch_batch_size, room),
-                    lease_s=self.settings.dispatch_lease_s,
-                )
+            self._claiming = asyncio.ensure_future(
+                self._claim(min(self.settings.dispatch_batch_size, room))
+            )
+            claimed = await asyncio.shield(self._claiming)
             if not claimed:
                 async with self.sessions.begin() as session:
                     await repo.retire_satisfied_requests(session)
@@ -203,7 +225,6 @@ class Dispatcher:
                     return
                 await self._pause()
                 continue
-            self._held.update(page.id for page in claimed)
             for start in range(0, len(claimed), PREPARE_PARALLEL):
                 batch = claimed[start : start + PREPARE_PARALLEL]
                 prepared = await asyncio.gather(
@@ -227,6 +248,16 @@ class Dispatcher:
                             item,
                         )
                         outcomes.unconfirmed.append(page.id)
+
+    async def _claim(self, limit: int) -> list[repo.ClaimedPage]:
+        """Claim pages and hold them in one step that a stop cannot split: a claim committed
+        but not recorded in `_held` would strand its pages until their lease expired."""
+        async with self.sessions.begin() as session:
+            claimed = await repo.claim_pages(
+                session, limit=limit, lease_s=self.settings.dispatch_lease_s
+            )
+        self._held.update(page.id for page in claimed)
+        return claimed
 
     async def _room_in_queue(self) -> int:
         try:
@@ -256,7 +287,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 # A stop: the message may already be at the broker, so wait for its confirm
                 # (bounded by the publish timeout) and record it, rather than guess.
-                await asyncio.wait([publish])
+                await _settle_despite_cancel(publish)
                 self._settle(item, publish, outcomes)
                 raise
             except PublishFailed:
