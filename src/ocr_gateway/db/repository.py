@@ -151,12 +151,19 @@ async def finish_render(session: AsyncSession, job_id: uuid.UUID) -> None:
 
 
 async def fail_job(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
+    """A job whose render failed: it and its pages still waiting for a start are failed, so no
+    start ever publishes them (the pages already rendered keep their PNGs for inspection)."""
     await session.execute(
         update(Job)
         .where(Job.job_id == job_id)
         .values(
             status=JobStatus.FAILED, error=reason, render_lease_until=None, updated_at=func.now()
         )
+    )
+    await session.execute(
+        update(Page)
+        .where(Page.job_id == job_id, Page.status == PageStatus.PENDING)
+        .values(status=PageStatus.FAILED, error="the job's rendering failed", updated_at=func.now())
     )
 
 
@@ -266,13 +273,8 @@ async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
 
 
 async def count_startable_pages(session: AsyncSession, job_id: uuid.UUID | None = None) -> int:
-    """Pending pages that a start would publish (pages of a job whose render failed are not)."""
-    stmt = (
-        select(func.count())
-        .select_from(Page)
-        .join(Job, Job.job_id == Page.job_id)
-        .where(Page.status == PageStatus.PENDING, Job.error.is_(None))
-    )
+    """Pending pages that a start would publish (an index-only count on `ix_pages_pending`)."""
+    stmt = select(func.count()).select_from(Page).where(Page.status == PageStatus.PENDING)
     if job_id is not None:
         stmt = stmt.where(Page.job_id == job_id)
     return int(await session.scalar(stmt) or 0)
@@ -318,8 +320,6 @@ async def retire_satisfied_requests(session: AsyncSession) -> int:
              WHERE NOT EXISTS (
                    SELECT 1 FROM pages p
                     WHERE p.status IN ('pending', 'publishing')
-                      AND NOT EXISTS (SELECT 1 FROM jobs fj
-                                       WHERE fj.job_id = p.job_id AND fj.error IS NOT NULL)
                       AND (r.job_id IS NULL
                            OR (p.job_id = r.job_id
                                AND (r.page_number IS NULL OR p.page_number = r.page_number))))
@@ -354,8 +354,6 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                        updated_at = now()
                   FROM (SELECT pp.id FROM pages pp
                          WHERE pp.status = 'pending'
-                           AND NOT EXISTS (SELECT 1 FROM jobs j
-                                            WHERE j.job_id = pp.job_id AND j.error IS NOT NULL)
                            AND EXISTS (SELECT 1 FROM dispatch_requests r
                                         WHERE r.job_id IS NULL
                                            OR (r.job_id = pp.job_id

@@ -178,9 +178,11 @@ class IngestService:
                 if not recorded:
                     job_gone = True
 
+        # Two chunks per process in flight: while one chunk's rows are written to the database,
+        # the process is already rendering the next one instead of waiting for it.
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.render_pool.workers, len(chunks)) or 1):
+                for _ in range(min(2 * self.render_pool.workers, len(chunks)) or 1):
                     group.create_task(worker())
         except* Exception as errors:
             failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors.exceptions)
