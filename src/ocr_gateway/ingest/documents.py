@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
-import pymupdf
 from PIL import Image, UnidentifiedImageError
 
 from ocr_gateway.ingest.media import MediaType
+
+# PyMuPDF 2 imports its optional layout-analysis model (ONNX Runtime, NumPy) and pymupdf4llm when
+# it is imported: about 90 MB and a second or more in every pool process, none of it used for
+# rasterising. Declaring them absent makes `import pymupdf` skip them, as when not installed.
+for _unused in ("pymupdf.layout", "pymupdf4llm"):
+    sys.modules.setdefault(_unused, cast(ModuleType, None))
+
+import pymupdf  # noqa: E402
 
 PDF_TAIL_BYTES = 2048
 
