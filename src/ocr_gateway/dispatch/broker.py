@@ -78,6 +78,8 @@ class Broker:
         self._lock = asyncio.Lock()
 
     async def ensure_connected(self) -> AbstractRobustConnection:
+        if self._connection is not None:
+            return self._connection
         async with self._lock:
             if self._connection is None:
                 connection = await aio_pika.connect_robust(

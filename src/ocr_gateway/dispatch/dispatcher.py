@@ -182,7 +182,7 @@ class Dispatcher:
                     group.create_task(self._publish_loop(queue, outcomes))
                     for _ in range(self.settings.publisher_concurrency)
                 ]
-                await self._feed(queue, outcomes)
+                await self._feed(group, queue, outcomes)
                 for _ in publishers:
                     await queue.put(None)
                 await asyncio.gather(*publishers)
@@ -204,8 +204,15 @@ class Dispatcher:
             await _settle_despite_cancel(self._flush_until_written(outcomes))
             log.info("publishing session ended; its pages are queued or pending")
 
-    async def _feed(self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes) -> None:
-        """Claim requested pages batch by batch, within the queue's high-water mark."""
+    async def _feed(
+        self,
+        group: asyncio.TaskGroup,
+        queue: asyncio.Queue[Outgoing | None],
+        outcomes: Outcomes,
+    ) -> None:
+        """Claim requested pages batch by batch, within the queue's high-water mark, and keep
+        up to PREPARE_PARALLEL pages being read and encoded at any time."""
+        slots = asyncio.Semaphore(PREPARE_PARALLEL)
         while True:
             if self._backoff:
                 await asyncio.sleep(self._backoff)
@@ -222,32 +229,40 @@ class Dispatcher:
                     await repo.retire_satisfied_requests(session)
                     active = await repo.has_dispatch_requests(session)
                 if not active:
+                    for _ in range(PREPARE_PARALLEL):  # every prepared page is in the queue
+                        await slots.acquire()
                     return
                 await self._pause()
                 continue
-            for start in range(0, len(claimed), PREPARE_PARALLEL):
-                batch = claimed[start : start + PREPARE_PARALLEL]
-                prepared = await asyncio.gather(
-                    *(asyncio.to_thread(_prepare, page) for page in batch), return_exceptions=True
-                )
-                for page, item in zip(batch, prepared, strict=True):
-                    if isinstance(item, Outgoing):
-                        await queue.put(item)
-                    elif isinstance(item, FileNotFoundError):
-                        log.error(
-                            "page image missing job_id=%s page_number=%d",
-                            page.job_id,
-                            page.page_number,
-                        )
-                        outcomes.missing.append(page.id)
-                    else:
-                        log.error(
-                            "page image unreadable job_id=%s page_number=%d: %s",
-                            page.job_id,
-                            page.page_number,
-                            item,
-                        )
-                        outcomes.unconfirmed.append(page.id)
+            for page in claimed:
+                await slots.acquire()
+                group.create_task(self._prepare_into(page, queue, outcomes, slots))
+
+    async def _prepare_into(
+        self,
+        page: repo.ClaimedPage,
+        queue: asyncio.Queue[Outgoing | None],
+        outcomes: Outcomes,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        """Read and encode one page off the loop and hand it to the publishers."""
+        try:
+            item = await asyncio.to_thread(_prepare, page)
+        except FileNotFoundError:
+            log.error("page image missing job_id=%s page_number=%d", page.job_id, page.page_number)
+            outcomes.missing.append(page.id)
+        except OSError as exc:
+            log.error(
+                "page image unreadable job_id=%s page_number=%d: %s",
+                page.job_id,
+                page.page_number,
+                exc,
+            )
+            outcomes.unconfirmed.append(page.id)
+        else:
+            await queue.put(item)
+        finally:
+            slots.release()
 
     async def _claim(self, limit: int) -> list[repo.ClaimedPage]:
         """Claim pages and hold them in one step that a stop cannot split: a claim committed
