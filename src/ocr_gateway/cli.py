@@ -1,20 +1,67 @@
-"""`ocr-gateway migrate | serve`: the commands behind `make run`."""
+"""`ocr-gateway migrate | serve | worker`: the commands behind `make run`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
+import time
 
 from ocr_gateway.settings import get_settings
+
+log = logging.getLogger("ocr_gateway.cli")
+
+ENGINE_CHOICES = ("rapidocr", "tesseract")
+WORKER_KILL_AFTER_S = 10.0
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _not_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ocr-gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create the database if missing and run the migrations")
-    serve = commands.add_parser("serve", help="serve the API with the results consumer")
+    serve = commands.add_parser(
+        "serve", help="serve the API with the results consumer, and OCR workers beside it"
+    )
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=_not_negative,
+        default=None,
+        help="OCR workers to start beside the API (default OCR_GATEWAY_RUN_WORKERS)",
+    )
+    worker = commands.add_parser(
+        "worker", help="run an OCR worker: pages queue in, OCR, results queue out"
+    )
+    worker.add_argument(
+        "--processes",
+        type=_positive,
+        default=None,
+        help="OCR processes, and pages held at once (default OCR_GATEWAY_OCR_PROCESSES)",
+    )
+    worker.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=None,
+        help="OCR engine (default OCR_GATEWAY_OCR_ENGINE)",
+    )
+    # Given by `serve` to the workers it starts: stop when the serving process is gone.
+    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = get_settings()
 
@@ -27,14 +74,69 @@ def main(argv: list[str] | None = None) -> None:
         import uvicorn
 
         from ocr_gateway.app import create_app
+        from ocr_gateway.logging_setup import configure_logging
 
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            log_config=None,
-            timeout_graceful_shutdown=20,
+        configure_logging(settings.logs_dir, settings.log_level)
+        count = settings.run_workers if args.workers is None else args.workers
+        workers = start_workers(count)
+        try:
+            uvicorn.run(
+                create_app(settings),
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                log_config=None,
+                timeout_graceful_shutdown=20,
+            )
+        finally:
+            stop_workers(workers, grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S)
+    elif args.command == "worker":
+        from ocr_gateway.worker.consumer import run_worker
+
+        overrides: dict[str, object] = {}
+        if args.processes is not None:
+            overrides["ocr_processes"] = args.processes
+        if args.engine is not None:
+            overrides["ocr_engine"] = args.engine
+        if overrides:
+            settings = settings.model_copy(update=overrides)
+        sys.exit(run_worker(settings, exit_with_parent=args.exit_with_parent))
+
+
+def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
+    """Start `count` OCR workers as child processes, configured by the same environment.
+
+    Each runs in its own session, so a Ctrl-C in the terminal reaches only `serve`, which then
+    stops them with one SIGTERM each (a worker's second signal would abandon its pages).
+    """
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ocr_gateway.worker", "--exit-with-parent"],
+            start_new_session=True,
         )
+        for _ in range(count)
+    ]
+    if workers:
+        log.info(
+            "started %d OCR workers pids=%s",
+            len(workers),
+            ",".join(str(worker.pid) for worker in workers),
+        )
+    return workers
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], *, grace: float) -> None:
+    """SIGTERM each worker, give them `grace` seconds to finish their pages, then kill."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("OCR worker pid=%d did not stop in %.0fs; killed", worker.pid, grace)
+            worker.kill()
+            worker.wait()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +40,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_pages: int = Field(default=2000, gt=0)
     max_page_pixels: int = Field(default=25_000_000, gt=0)
-    render_dpi: int = Field(default=150, ge=36, le=600)
+    # 200 DPI: the default OCR engine's character error rate is 10% at 150 DPI and 1.2% at
+    # 200 (`make bench-ocr`, docs/worker.md); grayscale reads exactly as well as RGB at 57% of
+    # the PNG size.
+    render_dpi: int = Field(default=200, ge=36, le=600)
     render_grayscale: bool = True
     render_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), gt=0)
     render_niceness: int = Field(default=10, ge=0, le=19)
@@ -59,6 +63,13 @@ class Settings(BaseSettings):
 
     # Results
     results_prefetch: int = Field(default=64, gt=0)
+
+    # OCR worker (`ocr-gateway worker`)
+    ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
+    ocr_processes: int = Field(default=1, gt=0)
+    ocr_page_timeout_s: float = Field(default=300.0, gt=0)
+    ocr_stop_grace_s: float = Field(default=30.0, ge=0)
+    run_workers: int = Field(default=1, ge=0)
 
     @property
     def sync_database_url(self) -> str:

@@ -1,0 +1,338 @@
+"""The OCR worker: pages queue in, OCR in a process pool, confirmed results out.
+
+Delivery is at-least-once and every step is ordered so nothing is lost:
+- at most `ocr_processes` page messages are held unacked (`prefetch_count`), one per OCR process;
+- a page message is acked only after its result was confirmed by the broker, so a worker that
+  dies at any point leaves the page to RabbitMQ, which redelivers it; a result published twice
+  is counted once by the gateway;
+- a message that cannot be read is rejected without requeue and lands in `<pages>.dead`;
+- an OCR error becomes a `failed` result carrying the error, then the page is acked;
+- SIGTERM/SIGINT stop the consumer, let pages in flight finish for `ocr_stop_grace_s`, and
+  abandon the rest unacked (a second signal abandons them at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pamqp.commands import Basic
+from pydantic import ValidationError
+
+from ocr_gateway.dispatch.broker import CONNECT_TIMEOUT_S, PublishFailed, declare_queue
+from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.results.messages import ResultMessage
+from ocr_gateway.settings import Settings
+from ocr_gateway.worker.engine import EngineUnavailable, check_engine
+from ocr_gateway.worker.layout import OcrOutput
+from ocr_gateway.worker.messages import PageMessage, done_result, failed_result
+from ocr_gateway.worker.process import OcrPool, OcrProcessLost, PageImageInvalid
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+MAX_CONNECT_BACKOFF_S = 30.0
+PARENT_POLL_S = 1.0
+
+Recognize = Callable[[str], Awaitable[OcrOutput]]
+
+
+class ResultPublisher:
+    """Persistent, mandatory publishes to the results queue, each awaited until confirmed."""
+
+    def __init__(self, channel: AbstractChannel, queue: str, timeout: float) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.timeout = timeout
+        self._reopening = asyncio.Lock()
+
+    async def _open(self) -> AbstractChannel:
+        """The channel, reopened if a cancelled publish closed it (aiormq does that)."""
+        if self.channel.is_closed:
+            async with self._reopening:
+                if self.channel.is_closed:
+                    log.warning("results channel was closed; reopening it")
+                    await self.channel.reopen()
+        return self.channel
+
+    async def publish(self, result: ResultMessage) -> None:
+        message = aio_pika.Message(
+            result.model_dump_json(exclude_none=True).encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=f"{result.job_id}:{result.page_number}",
+        )
+        try:
+            # A publish during a reconnect would wait forever without the outer timeout.
+            async with asyncio.timeout(self.timeout):
+                channel = await self._open()
+                confirmation = await channel.default_exchange.publish(
+                    message, routing_key=self.queue, mandatory=True, timeout=self.timeout
+                )
+        except TimeoutError as exc:
+            raise PublishFailed(f"no confirm within {self.timeout:.0f}s") from exc
+        except Exception as exc:
+            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(confirmation, Basic.Ack):
+            raise PublishFailed(f"broker answered {type(confirmation).__name__}")
+
+
+class OcrWorker:
+    """Consumes the pages queue until `stop` is set; `recognize` runs OCR off the loop."""
+
+    def __init__(self, settings: Settings, recognize: Recognize, *, prefetch: int) -> None:
+        self.settings = settings
+        self.recognize = recognize
+        self.prefetch = prefetch
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._publisher: ResultPublisher | None = None
+        self.results = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event, abandon: asyncio.Event) -> None:
+        connection = await self._connect(stop)
+        if connection is None:
+            return
+        try:
+            publish_channel = await connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            await declare_queue(publish_channel, self.settings.results_queue)
+            self._publisher = ResultPublisher(
+                publish_channel, self.settings.results_queue, self.settings.publish_timeout_s
+            )
+            consume_channel = await connection.channel()
+            await consume_channel.set_qos(prefetch_count=self.prefetch)
+            pages = await declare_queue(consume_channel, self.settings.pages_queue)
+            tag = await pages.consume(self._on_message)
+            log.info(
+                "worker consuming queue=%s results=%s prefetch=%d",
+                self.settings.pages_queue,
+                self.settings.results_queue,
+                self.prefetch,
+            )
+            await stop.wait()
+            self._stopping = True
+            log.info("worker stopping: no new pages, %d in flight", len(self._inflight))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pages.cancel(tag), CONNECT_TIMEOUT_S)
+            await self._finish_inflight(abandon)
+        finally:
+            # Closing the connection hands every unacked page back to RabbitMQ.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
+        log.info("worker stopped results=%d dead_lettered=%d", self.results, self.dead_lettered)
+
+    async def _connect(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
+        """Connect, retrying with backoff until RabbitMQ answers or a stop is asked for."""
+        delay = RETRY_DELAY_S
+        name = f"ocr-gateway-worker {socket.gethostname()}:{os.getpid()}"
+        while not stop.is_set():
+            try:
+                return await aio_pika.connect_robust(
+                    self.settings.rabbitmq_url.get_secret_value(),
+                    timeout=CONNECT_TIMEOUT_S,
+                    client_properties={"connection_name": name},
+                )
+            except Exception as exc:
+                log.warning("cannot reach RabbitMQ, retrying in %.0fs: %s", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(MAX_CONNECT_BACKOFF_S, delay * 2)
+        return None
+
+    async def _finish_inflight(self, abandon: asyncio.Event) -> None:
+        tasks = set(self._inflight)
+        if not tasks:
+            return
+        finished: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+        abandoned: asyncio.Future[Any] = asyncio.ensure_future(abandon.wait())
+        await asyncio.wait(
+            {finished, abandoned},
+            timeout=self.settings.ocr_stop_grace_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        abandoned.cancel()
+        if not finished.done():
+            log.warning("abandoning %d pages in flight; RabbitMQ redelivers them", len(tasks))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(finished, return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        """Called by aio-pika per delivery: hand the page to its own task and return."""
+        if self._stopping:
+            # Delivered while the consumer was being cancelled: give it back now.
+            await _settle(message, message.nack(requeue=True))
+            return
+        task = asyncio.create_task(self._handle(message), name="ocr page")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            page = PageMessage.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error(
+                "unreadable page message dead-lettered message_id=%s: %s",
+                message.message_id,
+                exc.errors(include_url=False, include_input=False)[:3],
+            )
+            if await _settle(message, message.reject(requeue=False)):
+                self.dead_lettered += 1
+            return
+        try:
+            await self._process(page, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "page left unacked job_id=%s page_number=%d", page.job_id, page.page_number
+            )
+
+    async def _process(self, page: PageMessage, message: AbstractIncomingMessage) -> None:
+        log.info(
+            "ocr started job_id=%s page_number=%d redelivered=%s",
+            page.job_id,
+            page.page_number,
+            message.redelivered,
+        )
+        started = time.monotonic()
+        try:
+            result = done_result(page, await self.recognize(page.image_base64))
+        except OcrProcessLost as exc:
+            if not message.redelivered:
+                # Perhaps another page crashed the pool: one more try, then a failed result.
+                log.warning(
+                    "OCR process lost, page requeued job_id=%s page_number=%d: %s",
+                    page.job_id,
+                    page.page_number,
+                    exc,
+                )
+                await _settle(message, message.nack(requeue=True))
+                return
+            result = failed_result(page, f"{exc} (twice)")
+        except PageImageInvalid as exc:
+            result = failed_result(page, str(exc))
+        except Exception as exc:
+            result = failed_result(page, f"OCR failed: {type(exc).__name__}: {exc}")
+        assert self._publisher is not None
+        try:
+            await self._publisher.publish(result)
+        except PublishFailed as exc:
+            log.warning(
+                "result not confirmed, page requeued job_id=%s page_number=%d: %s",
+                page.job_id,
+                page.page_number,
+                exc,
+            )
+            await asyncio.sleep(RETRY_DELAY_S)
+            await _settle(message, message.nack(requeue=True))
+            return
+        if await _settle(message, message.ack()):
+            self.results += 1
+        log.info(
+            "ocr finished job_id=%s page_number=%d status=%s chars=%d boxes=%d seconds=%.2f%s",
+            page.job_id,
+            page.page_number,
+            result.status,
+            len(result.text),
+            len(result.boxes or []),
+            time.monotonic() - started,
+            f" error={result.error}" if result.error else "",
+        )
+
+
+async def _settle(message: AbstractIncomingMessage, action: Awaitable[None]) -> bool:
+    """Ack, nack or reject; after a lost channel RabbitMQ has requeued the page already."""
+    try:
+        await action
+    except Exception as exc:
+        log.warning("could not settle message_id=%s: %s", message.message_id, exc)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the worker process
+
+
+def run_worker(settings: Settings, *, exit_with_parent: bool = False) -> int:
+    """`ocr-gateway worker`: returns the process exit code."""
+    configure_logging(settings.logs_dir, settings.log_level)
+    try:
+        check_engine(settings.ocr_engine)
+    except EngineUnavailable as exc:
+        log.error("%s", exc)
+        return 2
+    return asyncio.run(_serve(settings, exit_with_parent=exit_with_parent))
+
+
+async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    abandon = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: abandoning pages in flight", signal.Signals(signum).name)
+            abandon.set()
+        else:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    watcher = asyncio.create_task(_stop_with_parent(stop)) if exit_with_parent else None
+
+    pool = OcrPool(settings.ocr_engine, settings.ocr_processes)
+    try:
+        log.info(
+            "worker starting engine=%s processes=%d", settings.ocr_engine, settings.ocr_processes
+        )
+        starting = asyncio.ensure_future(pool.start())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            return 0
+        if (error := starting.exception()) is not None:
+            log.error("the OCR processes did not start: %s: %s", type(error).__name__, error)
+            return 1
+
+        async def recognize(image_base64: str) -> OcrOutput:
+            return await pool.recognize(image_base64, timeout=settings.ocr_page_timeout_s)
+
+        worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes)
+        try:
+            await worker.run(stop, abandon)
+        except Exception as exc:
+            log.error("worker failed: %s: %s", type(exc).__name__, exc)
+            return 1
+        return 0
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        pool.shutdown()
+
+
+async def _stop_with_parent(stop: asyncio.Event) -> None:
+    """Under `ocr-gateway serve`: stop gracefully when that process is gone."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("the serving process is gone: stopping")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PARENT_POLL_S)

@@ -1,0 +1,420 @@
+"""The OCR worker against the real PostgreSQL and RabbitMQ: pages in, text out, nothing lost.
+
+Workers run as real `python -m ocr_gateway.worker` subprocesses, configured only through the
+`OCR_GATEWAY_*` environment, like a worker on another machine; tests that need no OCR run the
+consumer in-process with a stand-in recogniser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import orjson
+import pymupdf
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from ocr_gateway.api.deps import Services
+from ocr_gateway.cli import start_workers, stop_workers
+from ocr_gateway.dispatch.broker import dead_letter_queue, queue_depth
+from ocr_gateway.settings import Settings
+from ocr_gateway.worker.consumer import OcrWorker
+from ocr_gateway.worker.layout import Box, OcrOutput, reading_order, to_output
+from tests.conftest import blank_pdf, job_detail, sample, upload, wait_rendered, wait_until
+
+RAPIDOCR_MISSING = importlib.util.find_spec("rapidocr_onnxruntime") is None
+needs_ocr = pytest.mark.skipif(
+    RAPIDOCR_MISSING,
+    reason="rapidocr_onnxruntime is not importable: install the OCR extra "
+    "(pip install -e '.[ocr]'; `make test` does)",
+)
+SHORT_PAGE = "002-trivial-libre-office-writer.pdf"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a worker elsewhere would have: the broker and the two queue names."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OCR_GATEWAY_")}
+    env.update(
+        {
+            "OCR_GATEWAY_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+            "OCR_GATEWAY_DATABASE_URL": settings.database_url,
+            "OCR_GATEWAY_PAGES_QUEUE": settings.pages_queue,
+            "OCR_GATEWAY_RESULTS_QUEUE": settings.results_queue,
+            "OCR_GATEWAY_LOGS_DIR": str(settings.logs_dir),
+            "OCR_GATEWAY_PUBLISH_TIMEOUT_S": str(settings.publish_timeout_s),
+            "OCR_GATEWAY_OCR_ENGINE": "rapidocr",
+            "OCR_GATEWAY_OCR_PROCESSES": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A worker subprocess and the log lines it wrote to stderr."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+    async def wait_for(self, text: str, count: int = 1, timeout: float = 90) -> str:
+        """The `count`-th log line containing `text`; fails with the log if the worker exits."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.matching(text)) < count:
+            if self.process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                await asyncio.sleep(0.2)  # let the reader collect the last lines
+                log = "\n".join(self.lines[-30:])
+                pytest.fail(
+                    f"worker never logged {text!r} (exit {self.process.returncode}):\n{log}"
+                )
+            await asyncio.sleep(0.05)
+        return self.matching(text)[count - 1]
+
+
+@contextlib.asynccontextmanager
+async def worker_process(settings: Settings, **env: str) -> AsyncIterator[WorkerProcess]:
+    """Start a worker, wait until it consumes; kill it and its OCR processes afterwards."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ocr_gateway.worker",
+        env=worker_env(settings, **env),
+        cwd=settings.logs_dir.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    worker = WorkerProcess(process)
+    try:
+        await worker.wait_for("worker consuming")
+        yield worker
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        await worker.reader
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies do not count)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+async def wait_settled(
+    client: httpx.AsyncClient, job_id: str, timeout: float = 90
+) -> dict[str, Any]:
+    """Wait until the job is completed or failed; return it."""
+    latest: dict[str, Any] = {}
+
+    async def settled() -> bool:
+        nonlocal latest
+        latest = await job_detail(client, job_id)
+        return latest["status"] in ("completed", "failed")
+
+    await wait_until(settled, timeout, interval=0.2)
+    return latest
+
+
+async def depth(channel: AbstractChannel, name: str) -> int:
+    return await queue_depth(channel, name)
+
+
+def text_layer_words(path: Path) -> set[str]:
+    with pymupdf.open(path) as document:
+        text = "".join(page.get_text() for page in document)
+    return {word for word in re.findall(r"[A-Za-z]{5,}", text)}
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@needs_ocr
+async def test_a_worker_turns_an_uploaded_pdf_into_text_with_boxes(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    source = sample(SHORT_PAGE)
+    accepted = await upload(client, source)
+    job_id = accepted["job_id"]
+    async with worker_process(services.settings) as worker:
+        await wait_rendered(client, job_id)
+        assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+        job = await wait_settled(client, job_id)
+        # SIGTERM when idle: the worker stops consuming and exits cleanly.
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.process.wait(), 30) == 0
+        await worker.reader
+        assert worker.matching("worker stopped results=1")
+
+    assert job["status"] == "completed", job
+    assert job["completed_pages"] == 1 and job["failed_pages"] == 0
+    page = job["pages"][0]
+    expected = text_layer_words(source)
+    found = set(re.findall(r"[A-Za-z]{5,}", page["text"]))
+    assert len(expected & found) >= 0.8 * len(expected), (sorted(expected - found), page["text"])
+
+    width = round(pymupdf.open(source)[0].rect.width * services.settings.render_dpi / 72)
+    boxes = page["boxes"]
+    assert boxes and all(set(box) >= {"bbox", "text", "confidence"} for box in boxes)
+    assert all(0 <= box["bbox"][0] < box["bbox"][2] <= width for box in boxes)
+    tops = [box["bbox"][1] for box in boxes]
+    assert tops == sorted(tops), "lines are in reading order, top to bottom"
+    assert page["text"].splitlines()[0].startswith(boxes[0]["text"])
+
+
+@needs_ocr
+async def test_a_worker_killed_mid_page_leaves_the_page_to_the_next_worker(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    settings = services.settings
+    accepted = await upload(client, sample(SHORT_PAGE))
+    job_id = accepted["job_id"]
+    async with worker_process(settings) as first:
+        await wait_rendered(client, job_id)
+        assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+        await first.wait_for("ocr started")
+        first.process.kill()  # the worker alone; its OCR process must notice and exit
+        await first.process.wait()
+
+        async def ocr_process_gone() -> bool:
+            return not live_group_members(first.process.pid)
+
+        await wait_until(ocr_process_gone, timeout=15)
+    assert not first.matching("ocr finished")
+    assert (await job_detail(client, job_id))["completed_pages"] == 0
+
+    async with worker_process(settings) as second:
+        assert "redelivered=True" in await second.wait_for("ocr started")
+        job = await wait_settled(client, job_id)
+        await second.wait_for("ocr finished")
+
+    assert job["status"] == "completed"
+    assert job["completed_pages"] == 1 and job["total_page_number"] == 1
+    assert await depth(channel, settings.pages_queue) == 0
+    assert await depth(channel, dead_letter_queue(settings.pages_queue)) == 0
+
+
+@needs_ocr
+async def test_a_page_delivered_twice_is_counted_once(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    settings = services.settings
+    accepted = await upload(client, "one.pdf", blank_pdf(1))
+    job_id = accepted["job_id"]
+    await wait_rendered(client, job_id)
+    assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+
+    # Take the published page off the queue and put it back twice, as a redelivery would.
+    queue = await channel.declare_queue(settings.pages_queue, passive=True)
+    original = None
+
+    async def page_published() -> bool:
+        nonlocal original
+        original = await queue.get(no_ack=False, fail=False)
+        return original is not None
+
+    await wait_until(page_published)
+    assert original is not None
+    for _ in range(2):
+        await channel.default_exchange.publish(
+            aio_pika.Message(original.body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=settings.pages_queue,
+        )
+    await original.ack()
+
+    async with worker_process(settings) as worker:
+        job = await wait_settled(client, job_id)
+        await worker.wait_for("ocr finished", count=2)
+
+        async def results_consumed() -> bool:
+            return await depth(channel, settings.results_queue) == 0
+
+        await wait_until(results_consumed)
+
+    job = await job_detail(client, job_id)
+    assert job["status"] == "completed"
+    assert job["completed_pages"] == 1 and job["failed_pages"] == 0
+    assert "Page 1" in job["pages"][0]["text"]
+
+
+@needs_ocr
+async def test_serve_starts_and_stops_its_workers(
+    services: Services, channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = services.settings
+    for key, value in worker_env(settings).items():
+        if key.startswith("OCR_GATEWAY_"):
+            monkeypatch.setenv(key, value)
+    workers = start_workers(2)
+    try:
+        underlay = await channel.get_underlay_channel()
+
+        async def two_consumers() -> bool:
+            declared = await underlay.queue_declare(settings.pages_queue, passive=True)
+            return declared.consumer_count == 2
+
+        await wait_until(two_consumers, timeout=60)
+        await asyncio.to_thread(stop_workers, workers, grace=30)
+        assert [worker.returncode for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+# ---------------------------------------------------------------- failures, in-process
+
+
+async def test_unreadable_messages_are_dead_lettered_and_ocr_errors_become_failed_results(
+    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+) -> None:
+    settings = services.settings
+
+    async def recognize(image_base64: str) -> OcrOutput:
+        if image_base64 == "explode":
+            raise RuntimeError("the engine exploded")
+        return OcrOutput("hello", [{"bbox": [1, 2, 30, 40], "text": "hello", "confidence": 0.5}])
+
+    accepted = await upload(client, "two.pdf", blank_pdf(2))
+    job_id = accepted["job_id"]
+    await wait_rendered(client, job_id)
+
+    stop, abandon = asyncio.Event(), asyncio.Event()
+    worker = OcrWorker(settings, recognize, prefetch=2)
+    running = asyncio.create_task(worker.run(stop, abandon))
+    try:
+        poison: list[bytes] = [
+            b"{not json",
+            b"[]",
+            orjson.dumps({"job_id": "not-a-uuid", "page_number": 1, "image_base64": "x"}),
+            orjson.dumps({"job_id": job_id, "page_number": 0, "image_base64": "x"}),
+            orjson.dumps({"job_id": job_id, "page_number": 1}),
+        ]
+        valid = [
+            {"job_id": job_id, "page_number": 1, "image_base64": "explode"},
+            {"job_id": job_id, "page_number": 2, "image_base64": "aGVsbG8=", "extra": True},
+        ]
+        for body in [*poison, *(orjson.dumps(message) for message in valid)]:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=settings.pages_queue,
+            )
+        dead = dead_letter_queue(settings.pages_queue)
+
+        async def all_dead_lettered() -> bool:
+            return await depth(channel, dead) == len(poison)
+
+        await wait_until(all_dead_lettered)
+        job = await wait_settled(client, job_id, timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+    assert worker.dead_lettered == len(poison) and worker.results == 2
+    assert await depth(channel, settings.pages_queue) == 0, "nothing requeued forever"
+    first, second = job["pages"]
+    assert first["status"] == "failed" and "the engine exploded" in first["error"]
+    assert second["status"] == "done" and second["text"] == "hello"
+    assert second["boxes"] == [{"bbox": [1, 2, 30, 40], "text": "hello", "confidence": 0.5}]
+    assert job["status"] == "failed" and job["failed_pages"] == 1
+
+
+# ---------------------------------------------------------------- reading order and engines
+
+
+def test_reading_order_reads_a_title_then_each_column_top_to_bottom() -> None:
+    def line(x0: float, y0: float, width: float, text: str) -> Box:
+        return Box(x0, y0, x0 + width, y0 + 20, text, 0.9)
+
+    title = line(300, 10, 400, "Title")
+    left = [line(50, 100 + 25 * row, 440, f"L{row}") for row in range(6)]
+    right = [line(520, 102 + 25 * row, 440, f"R{row}") for row in range(6)]
+    # The detector merged one left line with its right neighbour across the gap.
+    merged = line(50, 250, 910, "L6 R6")
+    footer = line(50, 330, 910, "Footer")
+    shuffled = [right[3], footer, left[2], merged, title, *right[:3], *left[3:], *right[4:]]
+    shuffled += left[:2]
+
+    lines = reading_order(shuffled)
+    texts = [" ".join(box.text for box in row) for row in lines]
+    assert texts == [
+        "Title",
+        *(f"L{row}" for row in range(6)),
+        "L6 R6",
+        *(f"R{row}" for row in range(6)),
+        "Footer",
+    ]
+
+
+def test_words_on_one_line_are_read_left_to_right() -> None:
+    words = [
+        Box(300, 12, 360, 30, "three"),
+        Box(10, 10, 80, 30, "one"),
+        Box(100, 8, 200, 31, "two"),
+    ]
+    below = Box(10, 50, 90, 70, "next")
+    output = to_output([below, *words])
+    assert output.text == "one two three\nnext"
+    assert [box["text"] for box in output.boxes] == ["one", "two", "three", "next"]
+    assert output.boxes[0] == {"bbox": [10.0, 10.0, 80.0, 30.0], "text": "one", "confidence": None}
+
+
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None or importlib.util.find_spec("pytesseract") is None,
+    reason="the tesseract engine needs the tesseract program and pytesseract",
+)
+def test_the_tesseract_engine_reads_a_rendered_page() -> None:
+    from ocr_gateway.worker.engine import build_engine
+
+    # 200 DPI: PyMuPDF records 199.9996 DPI in the PNG, which Tesseract misread on its own.
+    with pymupdf.open(sample("pdflatex-4-pages.pdf")) as document:
+        png = document[0].get_pixmap(dpi=200, colorspace=pymupdf.csGRAY).tobytes("png")
+    output = build_engine("tesseract").recognize(png)
+    assert output.text.startswith("Hello, here is some text without a meaning.")
+    assert "the length of words should" in output.text
+    assert output.boxes and all(0 <= (box["confidence"] or 0) <= 1 for box in output.boxes)
+
+
+def test_a_worker_without_its_engine_exits_with_a_clear_message(services: Services) -> None:
+    env = worker_env(services.settings, PATH="/nonexistent", OCR_GATEWAY_OCR_ENGINE="tesseract")
+    completed = subprocess.run(
+        [sys.executable, "-m", "ocr_gateway.worker"],
+        env=env,
+        cwd=services.settings.logs_dir.parent,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert b"tesseract" in completed.stderr
