@@ -18,11 +18,12 @@ from ocr_gateway.db.session import build_engine, build_session_factory
 from ocr_gateway.dispatch.broker import Broker
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.ingest.documents import warm_up
 from ocr_gateway.ingest.jobs import JobService
-from ocr_gateway.ingest.pool import ProcessPool
 from ocr_gateway.ingest.service import IngestService
 from ocr_gateway.ingest.storage import Storage
 from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.process_pool import ProcessPool, lower_priority
 from ocr_gateway.results.consumer import ResultsConsumer
 from ocr_gateway.settings import Settings, get_settings
 
@@ -67,9 +68,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = build_engine(settings)
         sessions = build_session_factory(engine)
         broker = Broker(settings)
-        render_pool = ProcessPool("render", settings.render_workers, settings.render_niceness)
+        render_pool = ProcessPool(
+            "render",
+            settings.render_workers,
+            initializer=lower_priority,
+            initargs=(settings.render_niceness,),
+        )
         inspect_pool = ProcessPool("inspect", 1)
-        await asyncio.gather(render_pool.start(), inspect_pool.start())
+        # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
+        await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
         ingest = IngestService(settings, sessions, storage, render_pool, inspect_pool)
         dispatcher = Dispatcher(settings, sessions, broker)
         control = DispatchControl(settings, sessions, broker, dispatcher)

@@ -51,6 +51,48 @@ async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
     return await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
 
 
+async def reopen_if_closed(channel: AbstractChannel, lock: asyncio.Lock) -> AbstractChannel:
+    """The channel, reopened first if something closed it (aiormq closes a channel whose RPC
+    was cancelled mid-flight)."""
+    if channel.is_closed:
+        async with lock:
+            if channel.is_closed:
+                log.warning("broker channel was closed; reopening it")
+                await channel.reopen()
+    return channel
+
+
+async def publish_confirmed(
+    open_channel: Callable[[], Awaitable[AbstractChannel]],
+    routing_key: str,
+    body: bytes,
+    *,
+    message_id: str,
+    timeout: float,
+) -> None:
+    """Publish a persistent JSON message through the default exchange and wait for the broker's
+    confirm; raise PublishFailed on a nack, an unroutable message, a lost connection or the
+    timeout (which also bounds a publish caught in a reconnect, where it would wait forever)."""
+    message = aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            channel = await open_channel()
+            confirmation = await channel.default_exchange.publish(
+                message, routing_key=routing_key, mandatory=True, timeout=timeout
+            )
+    except TimeoutError as exc:
+        raise PublishFailed(f"no confirm within {timeout:.0f}s") from exc
+    except Exception as exc:
+        raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(confirmation, Basic.Ack):
+        raise PublishFailed(f"broker answered {type(confirmation).__name__}")
+
+
 async def queue_depth(channel: AbstractChannel, name: str) -> int:
     """Ready messages in a queue, asked of the broker now.
 
@@ -114,14 +156,12 @@ class Broker:
         return channel
 
     async def _open(self, channel: AbstractChannel | None) -> AbstractChannel:
-        """The channel, reopened first if something closed it."""
         assert channel is not None
-        if channel.is_closed:
-            async with self._lock:
-                if channel.is_closed:
-                    log.warning("broker channel was closed; reopening it")
-                    await channel.reopen()
-        return channel
+        return await reopen_if_closed(channel, self._lock)
+
+    async def _publishing_channel(self) -> AbstractChannel:
+        await self.ensure_connected()
+        return await self._open(self._publish_channel)
 
     async def _query(self, action: Callable[[AbstractChannel], Awaitable[T]]) -> T:
         """Run a queue RPC to completion even if the caller is cancelled meanwhile."""
@@ -133,27 +173,14 @@ class Broker:
         return await asyncio.shield(asyncio.ensure_future(run()))
 
     async def publish_page(self, body: bytes, *, message_id: str) -> None:
-        """Publish a persistent message to the pages queue and wait for the broker's confirm."""
-        timeout = self.settings.publish_timeout_s
-        message = aio_pika.Message(
+        """Publish to the pages queue and wait for the broker's confirm."""
+        await publish_confirmed(
+            self._publishing_channel,
+            self.settings.pages_queue,
             body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
+            timeout=self.settings.publish_timeout_s,
         )
-        try:
-            async with asyncio.timeout(timeout):
-                await self.ensure_connected()
-                channel = await self._open(self._publish_channel)
-                confirmation = await channel.default_exchange.publish(
-                    message, routing_key=self.settings.pages_queue, mandatory=True, timeout=timeout
-                )
-        except TimeoutError as exc:
-            raise PublishFailed(f"no confirm within {timeout:.0f}s") from exc
-        except Exception as exc:
-            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(confirmation, Basic.Ack):
-            raise PublishFailed(f"broker answered {type(confirmation).__name__}")
 
     async def pages_depth(self) -> int:
         """Ready messages in the pages queue (not those held unacked by workers)."""

@@ -238,5 +238,5 @@ def _write_atomically(target: Path, data: bytes) -> None:
 
 
 def warm_up() -> int:
-    """Run once per new worker so the first real task does not pay for imports."""
+    """A pool's start-up probe from this module, so its workers import PyMuPDF before use."""
     return os.getpid()

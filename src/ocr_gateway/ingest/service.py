@@ -22,9 +22,9 @@ from ocr_gateway.ingest.documents import (
     render_pages,
 )
 from ocr_gateway.ingest.media import MediaType
-from ocr_gateway.ingest.pool import ProcessPool, WorkerLost
 from ocr_gateway.ingest.spool import spool_upload
 from ocr_gateway.ingest.storage import Storage
+from ocr_gateway.process_pool import ProcessPool, WorkerLost
 from ocr_gateway.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -25,17 +25,29 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from pamqp.commands import Basic
 from pydantic import ValidationError
 
-from ocr_gateway.dispatch.broker import CONNECT_TIMEOUT_S, PublishFailed, declare_queue
+from ocr_gateway.dispatch.broker import (
+    CONNECT_TIMEOUT_S,
+    PublishFailed,
+    declare_queue,
+    publish_confirmed,
+    reopen_if_closed,
+)
 from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.process_pool import WorkerLost
 from ocr_gateway.results.messages import ResultMessage
 from ocr_gateway.settings import Settings
 from ocr_gateway.worker.engine import EngineUnavailable, check_engine
 from ocr_gateway.worker.layout import OcrOutput
 from ocr_gateway.worker.messages import PageMessage, done_result, failed_result
-from ocr_gateway.worker.process import OcrPool, OcrProcessLost, PageImageInvalid
+from ocr_gateway.worker.process import (
+    START_TIMEOUT_S,
+    PageImageInvalid,
+    engine_name,
+    ocr_pool,
+    recognize_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +68,16 @@ class ResultPublisher:
         self._reopening = asyncio.Lock()
 
     async def _open(self) -> AbstractChannel:
-        """The channel, reopened if a cancelled publish closed it (aiormq does that)."""
-        if self.channel.is_closed:
-            async with self._reopening:
-                if self.channel.is_closed:
-                    log.warning("results channel was closed; reopening it")
-                    await self.channel.reopen()
-        return self.channel
+        return await reopen_if_closed(self.channel, self._reopening)
 
     async def publish(self, result: ResultMessage) -> None:
-        message = aio_pika.Message(
+        await publish_confirmed(
+            self._open,
+            self.queue,
             result.model_dump_json(exclude_none=True).encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=f"{result.job_id}:{result.page_number}",
+            timeout=self.timeout,
         )
-        try:
-            # A publish during a reconnect would wait forever without the outer timeout.
-            async with asyncio.timeout(self.timeout):
-                channel = await self._open()
-                confirmation = await channel.default_exchange.publish(
-                    message, routing_key=self.queue, mandatory=True, timeout=self.timeout
-                )
-        except TimeoutError as exc:
-            raise PublishFailed(f"no confirm within {self.timeout:.0f}s") from exc
-        except Exception as exc:
-            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(confirmation, Basic.Ack):
-            raise PublishFailed(f"broker answered {type(confirmation).__name__}")
 
 
 class OcrWorker:
@@ -210,7 +204,7 @@ class OcrWorker:
         started = time.monotonic()
         try:
             result = done_result(page, await self.recognize(page.image_base64))
-        except OcrProcessLost as exc:
+        except WorkerLost as exc:
             if not message.redelivered:
                 # Perhaps another page crashed the pool: one more try, then a failed result.
                 log.warning(
@@ -294,12 +288,12 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     watcher = asyncio.create_task(_stop_with_parent(stop)) if exit_with_parent else None
 
-    pool = OcrPool(settings.ocr_engine, settings.ocr_processes)
+    pool = ocr_pool(settings.ocr_engine, settings.ocr_processes)
     try:
         log.info(
             "worker starting engine=%s processes=%d", settings.ocr_engine, settings.ocr_processes
         )
-        starting = asyncio.ensure_future(pool.start())
+        starting = asyncio.ensure_future(pool.start(engine_name, START_TIMEOUT_S))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -311,7 +305,7 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
             return 1
 
         async def recognize(image_base64: str) -> OcrOutput:
-            return await pool.recognize(image_base64, timeout=settings.ocr_page_timeout_s)
+            return await pool.run(recognize_page, image_base64, timeout=settings.ocr_page_timeout_s)
 
         worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes)
         try:

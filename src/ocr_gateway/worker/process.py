@@ -10,31 +10,24 @@ leaves no orphan burning a core.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
-import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
+from ocr_gateway.process_pool import ProcessPool
 from ocr_gateway.worker.engine import OcrEngine, build_engine
 from ocr_gateway.worker.layout import OcrOutput
 
 log = logging.getLogger(__name__)
 
 PARENT_POLL_S = 1.0
-START_TIMEOUT_S = 300.0
+START_TIMEOUT_S = 300.0  # loading the models can be slow on a busy machine
 
 _engine: OcrEngine | None = None
-
-
-class OcrProcessLost(Exception):
-    """The OCR process died or was killed for running over its time; the page may be fine."""
 
 
 class PageImageInvalid(Exception):
@@ -85,73 +78,11 @@ def recognize_page(image_base64: str) -> OcrOutput:
         raise PageImageInvalid(f"the page image cannot be decoded: {exc}") from exc
 
 
-# ---------------------------------------------------------------- in the worker
-
-
-class OcrPool:
-    """`run_in_executor` over the OCR processes, rebuilt when a process is lost."""
-
-    def __init__(self, engine: str, processes: int) -> None:
-        self.engine = engine
-        self.processes = processes
-        self._context = multiprocessing.get_context("spawn")
-        self._executor = self._new_executor()
-        self.rebuilds = 0
-
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=self._context,
-            initializer=init_process,
-            initargs=(self.engine, threads_per_process(self.processes), os.getpid()),
-        )
-
-    async def start(self) -> None:
-        """Start every process and load its models now, so the first page does not wait."""
-        loop = asyncio.get_running_loop()
-        await asyncio.wait_for(
-            asyncio.gather(
-                *(loop.run_in_executor(self._executor, engine_name) for _ in range(self.processes))
-            ),
-            START_TIMEOUT_S,
-        )
-
-    async def recognize(self, image_base64: str, *, timeout: float) -> OcrOutput:
-        """OCR one page; OcrProcessLost if its process died or ran over `timeout`."""
-        executor = self._executor
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(executor, recognize_page, image_base64)
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._replace(executor, reason=str(exc) or type(exc).__name__)
-            raise OcrProcessLost("the OCR process was unavailable") from exc
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except BrokenProcessPool as exc:
-            self._replace(executor, reason="an OCR process died")
-            raise OcrProcessLost("the OCR process died") from exc
-        except TimeoutError as exc:
-            self._replace(executor, reason=f"a page ran over {timeout:.0f}s", kill=True)
-            raise OcrProcessLost(f"OCR ran over {timeout:.0f}s") from exc
-
-    def _replace(self, broken: ProcessPoolExecutor, *, reason: str, kill: bool = False) -> None:
-        """Swap in a fresh executor once per broken one; its other pages get OcrProcessLost."""
-        if broken is not self._executor:
-            return
-        log.warning("OCR pool rebuilt: %s", reason)
-        self.rebuilds += 1
-        self._executor = self._new_executor()
-        if kill:
-            self._kill(broken)
-        broken.shutdown(wait=False, cancel_futures=True)
-
-    @staticmethod
-    def _kill(executor: ProcessPoolExecutor) -> None:
-        processes = getattr(executor, "_processes", None) or {}
-        for process in list(processes.values()):
-            process.kill()
-
-    def shutdown(self) -> None:
-        """Stop at once: a page still in OCR is abandoned (its message is not acked)."""
-        self._kill(self._executor)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+def ocr_pool(engine: str, processes: int) -> ProcessPool:
+    """The worker's OCR processes: each loads `engine` once and exits with its worker."""
+    return ProcessPool(
+        "ocr",
+        processes,
+        initializer=init_process,
+        initargs=(engine, threads_per_process(processes), os.getpid()),
+    )

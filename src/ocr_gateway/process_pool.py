@@ -1,4 +1,7 @@
-"""A process pool that survives its workers: rebuilt after a crash, killed after a timeout."""
+"""A process pool that survives its workers: rebuilt after a crash, killed after a timeout.
+
+Shared by the render and inspection pools of the API and the OCR pool of the worker.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +15,20 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from ocr_gateway.ingest.documents import warm_up
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
 def lower_priority(niceness: int) -> None:
-    """Runs first in each worker: background work yields the CPU to the API and its uploads."""
+    """An initializer for background work that should yield the CPU to the API and uploads."""
     if niceness:
         os.nice(niceness)
+
+
+def warm_up() -> int:
+    """Run once per new worker so the first real task does not pay for start-up."""
+    return os.getpid()
 
 
 class WorkerLost(Exception):
@@ -32,10 +38,18 @@ class WorkerLost(Exception):
 class ProcessPool:
     """`run_in_executor` over a `spawn` pool, so no event loop or DB connection is ever forked."""
 
-    def __init__(self, name: str, workers: int, niceness: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        workers: int,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
         self.name = name
         self.workers = workers
-        self.niceness = niceness
+        self._initializer = initializer
+        self._initargs = initargs
         self._context = multiprocessing.get_context("spawn")
         self._executor = self._new_executor()
         self.rebuilds = 0
@@ -44,13 +58,14 @@ class ProcessPool:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self._context,
-            initializer=lower_priority,
-            initargs=(self.niceness,),
+            initializer=self._initializer,
+            initargs=self._initargs,
         )
 
-    async def start(self) -> None:
-        """Start every worker now, so the first upload does not wait for interpreter start-up."""
-        await asyncio.gather(*(self.run(warm_up, timeout=120) for _ in range(self.workers)))
+    async def start(self, probe: Callable[[], object] = warm_up, timeout: float = 120) -> None:
+        """Start every worker now (running `probe` in each), so the first task does not wait
+        for interpreter start-up or for what the initializer loads."""
+        await asyncio.gather(*(self.run(probe, timeout=timeout) for _ in range(self.workers)))
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         """Run `fn(*args)` in a worker; raise WorkerLost if the worker dies or runs over."""
