@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ocr]'
+	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract]'
 	touch $(STAMP)
 
 install: $(STAMP)
