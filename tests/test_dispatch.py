@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import orjson
@@ -16,7 +17,9 @@ from ocr_gateway.dispatch.broker import queue_depth
 from tests.conftest import (
     blank_pdf,
     drain,
+    isolated_gateway,
     job_detail,
+    page_counts,
     seed_pages,
     upload,
     wait_rendered,
@@ -202,3 +205,37 @@ async def test_rapid_stop_start_cycles_never_stall_publishing(
     received = [(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)]
     assert set(received) == {(str(j), n) for j in jobs for n in range(1, 201)}
     assert len(received) == total, "no page sent twice across the stops"
+
+
+async def test_stop_while_paused_at_the_high_water_mark_halts_and_a_start_resumes(
+    tmp_path: Path, channel: AbstractChannel
+) -> None:
+    """The feeder waits for room in the queue; a stop landing with its wake-up must still end
+    the session, and a later start must publish again."""
+    async with isolated_gateway(tmp_path, queue_high_water=50, dispatch_poll_s=0.05) as gateway:
+        await seed_pages(gateway, jobs=1, pages=300)
+        dispatcher = gateway.services.dispatcher
+        for _ in range(5):
+            assert (await gateway.client.post("/admin/start")).status_code == 202
+
+            async def paused_full() -> bool:
+                depth = await queue_depth(channel, gateway.settings.pages_queue)
+                return depth >= 40 and dispatcher.publishing
+
+            await wait_until(paused_full)
+            assert (await gateway.client.post("/admin/stop")).status_code == 202
+
+            async def halted() -> bool:
+                return not dispatcher.publishing
+
+            await wait_until(halted, timeout=10)
+            counts = await page_counts(gateway.services)
+            assert counts.get("publishing", 0) == 0, counts
+            taken = await drain(channel, gateway.settings.pages_queue, idle=0.3)
+            assert len(taken) == counts.get("queued", 0), "the queue holds the queued pages"
+            async with gateway.services.sessions.begin() as session:
+                await session.execute(
+                    text("UPDATE pages SET status = 'done' WHERE status = 'queued'")
+                )
+        counts = await page_counts(gateway.services)
+        assert counts.get("done", 0) >= 5 * 40

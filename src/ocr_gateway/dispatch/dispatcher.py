@@ -89,6 +89,7 @@ class Dispatcher:
         self._held: set[int] = set()
         self._flush_lock = asyncio.Lock()
         self._backoff = 0.0
+        self._stop_requested = False
         self.published = 0
 
     # ------------------------------------------------------------ control
@@ -112,6 +113,7 @@ class Dispatcher:
             return
         if self._cancelled is not session:
             self._cancelled = session
+            self._stop_requested = True
             session.cancel()
             log.info("publishing stopping")
         with contextlib.suppress(asyncio.CancelledError):
@@ -120,8 +122,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Background loop: start a publishing session while starts exist, halt when none do."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_s)
+            await self._pause()
             self._wake.clear()
             try:
                 async with self.sessions.begin() as session:
@@ -137,6 +138,8 @@ class Dispatcher:
             if expired:
                 log.warning("publish leases expired, pages back to pending count=%d", expired)
             if active and not self.publishing:
+                self._stop_requested = False
+                self._backoff = 0.0
                 self._session = asyncio.create_task(self._publish_session(), name="publishing")
             elif not active and self.publishing:
                 await self.halt()
@@ -214,8 +217,13 @@ class Dispatcher:
         up to PREPARE_PARALLEL pages being read and encoded at any time."""
         slots = asyncio.Semaphore(PREPARE_PARALLEL)
         while True:
+            # A stop cancels this task; the flag covers a cancellation lost in a race with a
+            # wake-up, so a stopped session can never keep feeding or waiting.
+            if self._stop_requested:
+                raise asyncio.CancelledError
             if self._backoff:
                 await asyncio.sleep(self._backoff)
+                self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
             room = await self._room_in_queue()
             if room <= 0:
                 await self._pause()
@@ -276,19 +284,26 @@ class Dispatcher:
 
     async def _room_in_queue(self) -> int:
         try:
-            depth = await asyncio.wait_for(
-                self.broker.pages_depth(), self.settings.publish_timeout_s
-            )
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                depth = await self.broker.pages_depth()
+        except TimeoutError as exc:
+            return self._broker_unavailable(exc)
         except Exception as exc:
-            log.warning("broker unavailable, publishing paused: %s", exc)
-            self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
-            return 0
+            return self._broker_unavailable(exc)
         # Pages this process holds are not in the queue's count yet, but soon will be.
         return self.settings.queue_high_water - depth - len(self._held)
 
+    def _broker_unavailable(self, exc: BaseException) -> int:
+        log.warning("broker unavailable, publishing paused: %r", exc)
+        self._backoff = max(self._backoff, 1.0)
+        return 0
+
     async def _pause(self) -> None:
+        """Wait for a wake-up or the poll interval. `asyncio.timeout`, not `wait_for`: in
+        Python 3.11 `wait_for` can swallow a cancellation that lands with the wake-up."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_s)
+            async with asyncio.timeout(self.settings.dispatch_poll_s):
+                await self._wake.wait()
 
     async def _publish_loop(
         self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes
@@ -318,7 +333,8 @@ class Dispatcher:
         else:
             log.warning("publish not confirmed message_id=%s: %s", item.message_id, error)
             outcomes.unconfirmed.append(item.page_id)
-            self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+            # The feeder waits before its next claim, doubling while failures go on.
+            self._backoff = max(self._backoff, 1.0)
 
     async def _flush_periodically(self, outcomes: Outcomes) -> None:
         while True:
