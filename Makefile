@@ -24,8 +24,8 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check src tests alembic
-	$(BIN)/ruff format --check src tests alembic
+	$(BIN)/ruff check src tests alembic bench
+	$(BIN)/ruff format --check src tests alembic bench
 	$(BIN)/mypy
 
 format: install

@@ -162,6 +162,9 @@ def _pdf(path: str) -> pymupdf.Document:
     if _open_pdf is not None:
         _open_pdf[1].close()
         _open_pdf = None
+        # Free what the previous document left in MuPDF's store; within one document, shared
+        # fonts and images stay cached across its pages.
+        pymupdf.TOOLS.store_shrink(100)
     doc = pymupdf.open(path, filetype="pdf")
     _open_pdf = (path, doc)
     return doc
@@ -185,18 +188,15 @@ def render_pages(
     fails instead of recreating it.
     """
     written: list[tuple[int, str]] = []
-    try:
-        for number in page_numbers:
-            png = (
-                _render_pdf_page(source, number, options)
-                if media_type == MediaType.PDF
-                else _render_image_frame(source, number, options)
-            )
-            target = Path(out_dir) / f"{number}.png"
-            _write_atomically(target, png)
-            written.append((number, str(target)))
-    finally:
-        pymupdf.TOOLS.store_shrink(100)
+    for number in page_numbers:
+        png = (
+            _render_pdf_page(source, number, options)
+            if media_type == MediaType.PDF
+            else _render_image_frame(source, number, options)
+        )
+        target = Path(out_dir) / f"{number}.png"
+        _write_atomically(target, png)
+        written.append((number, str(target)))
     return written
 
 

@@ -1,0 +1,64 @@
+"""Smoke run of the benchmarks (`bench/run.py --quick`): every row is produced, timings unchecked.
+
+Benchmarks are not tests; this only keeps `make bench` from rotting. The quick run measures a few
+pages against its own throw-away database and queues, then removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = [
+    *("1a", "1b", "1c", "1d"),
+    *("2a", "2b", "2c"),
+    *("3a", "3b", "3c"),
+    *("4a", "4b", "4c", "4d"),
+    *("5a", "5b"),
+    *("6a", "6b", "6c", "6d", "6e"),
+    *("7a", "7b", "7c"),
+]
+SMOKE_TIMEOUT_S = 300
+
+
+@pytest.fixture(autouse=True)
+def clean_state() -> None:
+    """Replaces the suite's per-test clean-up: the bench builds and removes its own service,
+    database and queues, and needs none of the in-process app the suite's fixture would start."""
+
+
+def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
+    if not (REPO.parent / "shared" / "samples" / "GeoTopo-komprimiert.pdf").exists():
+        pytest.fail("../shared/samples must sit beside the repo")
+    results = tmp_path / "RESULTS.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_GATEWAY_")}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--results", str(results)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    text = results.read_text(encoding="utf-8")
+    assert "## Machine and versions" in text
+    table = {
+        match[1]: match[0]
+        for match in re.finditer(r"^\| (\d[a-e]) \|.*\|$", text, flags=re.MULTILINE)
+    }
+    assert sorted(table) == sorted(ROWS), text
+    for key, line in table.items():
+        result = line.rstrip(" |").rsplit("|", 1)[1].strip()
+        assert not result.startswith(("error", "no data")), f"row {key}: {line}"
+        # Every row has a number unless its tool is missing on this machine (pdftoppm).
+        if not result.startswith("skipped"):
+            assert re.search(r"\d", line.split("|")[5]), f"row {key} has no median: {line}"
