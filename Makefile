@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract]'
+	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,7 +33,6 @@ format: install
 	$(BIN)/ruff format src tests alembic
 
 bench: install
-	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 bench-ocr: install
