@@ -172,18 +172,35 @@ async def job_detail(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return body
 
 
+async def wait_for_job(
+    client: httpx.AsyncClient,
+    job_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+    interval: float = 0.1,
+) -> dict[str, Any]:
+    """Poll GET /admin/job/{job_id} until `done(job)`; return the last job seen."""
+    latest: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal latest
+        latest = await job_detail(client, job_id)
+        return done(latest)
+
+    await wait_until(reached, timeout, interval)
+    return latest
+
+
 async def wait_rendered(
     client: httpx.AsyncClient, job_id: str, timeout: float = 60
 ) -> dict[str, Any]:
     """Wait until every page of the job is rendered and recorded; return the job."""
-    latest: dict[str, Any] = {}
-
-    async def rendered() -> bool:
-        nonlocal latest
-        latest = await job_detail(client, job_id)
-        return bool(latest["rendered_pages"] == latest["total_page_number"] or latest["error"])
-
-    await wait_until(rendered, timeout)
+    latest = await wait_for_job(
+        client,
+        job_id,
+        lambda job: bool(job["rendered_pages"] == job["total_page_number"] or job["error"]),
+        timeout,
+    )
     assert latest["error"] is None, latest["error"]
     return latest
 

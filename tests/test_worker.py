@@ -33,7 +33,15 @@ from ocr_gateway.dispatch.broker import dead_letter_queue, queue_depth
 from ocr_gateway.settings import Settings
 from ocr_gateway.worker.consumer import OcrWorker
 from ocr_gateway.worker.layout import Box, OcrOutput, reading_order, to_output
-from tests.conftest import blank_pdf, job_detail, sample, upload, wait_rendered, wait_until
+from tests.conftest import (
+    blank_pdf,
+    job_detail,
+    sample,
+    upload,
+    wait_for_job,
+    wait_rendered,
+    wait_until,
+)
 
 RAPIDOCR_MISSING = importlib.util.find_spec("rapidocr_onnxruntime") is None
 needs_ocr = pytest.mark.skipif(
@@ -135,15 +143,9 @@ async def wait_settled(
     client: httpx.AsyncClient, job_id: str, timeout: float = 90
 ) -> dict[str, Any]:
     """Wait until the job is completed or failed; return it."""
-    latest: dict[str, Any] = {}
-
-    async def settled() -> bool:
-        nonlocal latest
-        latest = await job_detail(client, job_id)
-        return latest["status"] in ("completed", "failed")
-
-    await wait_until(settled, timeout, interval=0.2)
-    return latest
+    return await wait_for_job(
+        client, job_id, lambda job: job["status"] in ("completed", "failed"), timeout, 0.2
+    )
 
 
 async def depth(channel: AbstractChannel, name: str) -> int:
