@@ -354,6 +354,10 @@ class Dispatcher:
                 return
             except Exception as exc:
                 log.warning("recording publish outcomes failed: %s", exc)
+        # Stop renewing their leases, so that expiry really does return them to pending.
+        self._held.difference_update(
+            {*outcomes.confirmed, *outcomes.unconfirmed, *outcomes.missing}
+        )
         log.error("publish outcomes not recorded; their leases will return them to pending")
 
     async def _flush(self, outcomes: Outcomes) -> None:
