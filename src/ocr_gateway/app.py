@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
-            await dispatcher.halt()
+            await dispatcher.close()
             await control.close()
             await ingest.close()
             await broker.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import subprocess
 import sys
@@ -78,7 +77,6 @@ def main(argv: list[str] | None = None) -> None:
         from ocr_gateway.logging_setup import configure_logging
 
         configure_logging(settings.logs_dir, settings.log_level)
-        return_page_buffers_to_the_os()
         count = settings.run_workers if args.workers is None else args.workers
         workers = start_workers(count)
         try:
@@ -102,22 +100,6 @@ def main(argv: list[str] | None = None) -> None:
         if overrides:
             settings = settings.model_copy(update=overrides)
         sys.exit(run_worker(settings, exit_with_parent=args.exit_with_parent))
-
-
-M_MMAP_THRESHOLD = -3
-PAGE_BUFFER_MMAP_THRESHOLD = 64 * 1024
-
-
-def return_page_buffers_to_the_os() -> None:
-    """Page messages are 100-300 KB buffers built in threads. glibc raises its mmap threshold
-    as such buffers are freed, after which they come from per-thread arenas that are never given
-    back: the API process grew by ~190 MB over 10,000 published pages, against ~25 MB with a
-    fixed 64 KiB threshold. Elsewhere than glibc this does nothing."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, PAGE_BUFFER_MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
 
 
 def start_workers(count: int) -> list[subprocess.Popen[bytes]]:

@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
-import orjson
 import pybase64
 
 from ocr_gateway.db import repository as repo
@@ -28,7 +27,11 @@ from ocr_gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.2
-PREPARE_PARALLEL = 8
+# Pages are read and encoded in batches on one reader thread per dispatcher: a thread hop per
+# page cost more CPU than the read itself (0.44 against 0.13 ms a page, measured), and one
+# thread keeps the page buffers in one malloc arena instead of one per pool thread.
+PREPARE_BATCH = 16
+PREPARE_AHEAD = 2
 MAX_BACKOFF_S = 30.0
 
 
@@ -37,6 +40,14 @@ class Outgoing:
     page_id: int
     message_id: str
     body: bytes
+
+
+@dataclass(slots=True)
+class Unreadable:
+    """A claimed page whose PNG could not be read; `error` says why."""
+
+    page: repo.ClaimedPage
+    error: OSError
 
 
 @dataclass(slots=True)
@@ -49,24 +60,41 @@ class Outcomes:
 
 
 def page_message(job_id: uuid.UUID, page_number: int, png: bytes) -> bytes:
-    """The pages-queue contract: job_id, 1-based page_number, base64 PNG."""
-    return orjson.dumps(
-        {
-            "job_id": str(job_id),
-            "page_number": page_number,
-            # pybase64 (SIMD) encodes a page in microseconds; the standard library takes ~0.4 ms.
-            "image_base64": pybase64.b64encode(png).decode("ascii"),
-        }
+    """The pages-queue contract: job_id, 1-based page_number, base64 PNG.
+
+    Built as bytes in one join: a UUID, an int and base64 need no JSON escaping, and a page
+    body (~170 KB) is copied once instead of going through a str and a JSON encoder.
+    pybase64 (SIMD) encodes a page in microseconds; the standard library takes ~0.4 ms.
+    """
+    head = b'{"job_id":"%s","page_number":%d,"image_base64":"' % (
+        str(job_id).encode("ascii"),
+        page_number,
     )
+    return b"".join((head, pybase64.b64encode(png), b'"}'))
 
 
-def _prepare(page: repo.ClaimedPage) -> Outgoing:
-    png = Path(page.path).read_bytes()
-    return Outgoing(
-        page.id,
-        f"{page.job_id}:{page.page_number}",
-        page_message(page.job_id, page.page_number, png),
-    )
+def _read_file(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as handle:
+        return handle.readall()
+
+
+def _prepare_batch(pages: Sequence[repo.ClaimedPage]) -> list[Outgoing | Unreadable]:
+    """Read and encode a batch of pages (on the reader thread)."""
+    prepared: list[Outgoing | Unreadable] = []
+    for page in pages:
+        try:
+            png = _read_file(page.path)
+        except OSError as exc:
+            prepared.append(Unreadable(page, exc))
+            continue
+        prepared.append(
+            Outgoing(
+                page.id,
+                f"{page.job_id}:{page.page_number}",
+                page_message(page.job_id, page.page_number, png),
+            )
+        )
+    return prepared
 
 
 async def _settle_despite_cancel(work: Awaitable[object]) -> None:
@@ -91,9 +119,15 @@ class Dispatcher:
         self._flush_lock = asyncio.Lock()
         self._backoff = 0.0
         self._stop_requested = False
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader")
         self.published = 0
 
     # ------------------------------------------------------------ control
+
+    async def close(self) -> None:
+        """Halt publishing and let the reader thread go."""
+        await self.halt()
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
     @property
     def publishing(self) -> bool:
@@ -215,8 +249,8 @@ class Dispatcher:
         outcomes: Outcomes,
     ) -> None:
         """Claim requested pages batch by batch, within the queue's high-water mark, and keep
-        up to PREPARE_PARALLEL pages being read and encoded at any time."""
-        slots = asyncio.Semaphore(PREPARE_PARALLEL)
+        up to PREPARE_AHEAD batches of PREPARE_BATCH pages being read and encoded."""
+        slots = asyncio.Semaphore(PREPARE_AHEAD)
         while True:
             # A stop cancels this task; the flag covers a cancellation lost in a race with a
             # wake-up, so a stopped session can never keep feeding or waiting.
@@ -238,38 +272,45 @@ class Dispatcher:
                     await repo.retire_satisfied_requests(session)
                     active = await repo.has_dispatch_requests(session)
                 if not active:
-                    for _ in range(PREPARE_PARALLEL):  # every prepared page is in the queue
+                    for _ in range(PREPARE_AHEAD):  # every prepared page is in the queue
                         await slots.acquire()
                     return
                 await self._pause()
                 continue
-            for page in claimed:
+            for start in range(0, len(claimed), PREPARE_BATCH):
                 await slots.acquire()
-                group.create_task(self._prepare_into(page, queue, outcomes, slots))
+                batch = claimed[start : start + PREPARE_BATCH]
+                group.create_task(self._prepare_into(batch, queue, outcomes, slots))
 
     async def _prepare_into(
         self,
-        page: repo.ClaimedPage,
+        batch: list[repo.ClaimedPage],
         queue: asyncio.Queue[Outgoing | None],
         outcomes: Outcomes,
         slots: asyncio.Semaphore,
     ) -> None:
-        """Read and encode one page off the loop and hand it to the publishers."""
+        """Read and encode a batch off the loop and hand its pages to the publishers."""
         try:
-            item = await asyncio.to_thread(_prepare, page)
-        except FileNotFoundError:
-            log.error("page image missing job_id=%s page_number=%d", page.job_id, page.page_number)
-            outcomes.missing.append(page.id)
-        except OSError as exc:
-            log.error(
-                "page image unreadable job_id=%s page_number=%d: %s",
-                page.job_id,
-                page.page_number,
-                exc,
-            )
-            outcomes.unconfirmed.append(page.id)
-        else:
-            await queue.put(item)
+            loop = asyncio.get_running_loop()
+            prepared = await loop.run_in_executor(self._reader, _prepare_batch, batch)
+            for item in prepared:
+                if isinstance(item, Outgoing):
+                    await queue.put(item)
+                    continue
+                page, error = item.page, item.error
+                if isinstance(error, FileNotFoundError):
+                    log.error(
+                        "page image missing job_id=%s page_number=%d", page.job_id, page.page_number
+                    )
+                    outcomes.missing.append(page.id)
+                else:
+                    log.error(
+                        "page image unreadable job_id=%s page_number=%d: %s",
+                        page.job_id,
+                        page.page_number,
+                        error,
+                    )
+                    outcomes.unconfirmed.append(page.id)
         finally:
             slots.release()
 
