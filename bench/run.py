@@ -333,6 +333,15 @@ def make_rows(plan: Plan, workers: int, dpi: int, gray: bool, niceness: int) -> 
             "<",
             150,
         ),
+        Row(
+            "5c",
+            5,
+            "Dispatcher process RSS: peak publishing - idle",
+            "the process `serve` starts to publish pages (it holds the page bodies in flight)",
+            "MB",
+            "<",
+            150,
+        ),
     ]
     big = f"{plan.scale_jobs:,} jobs / {plan.scale_jobs * plan.scale_pages_per_job:,} pages"
     small = f"{plan.scale_small_jobs:,} jobs / {plan.scale_small_jobs * plan.scale_pages_per_job:,}"
@@ -611,6 +620,12 @@ class Service:
             return psutil.Process(self.pid).children(recursive=True)
         except psutil.Error:
             return []
+
+    @property
+    def dispatcher_pid(self) -> int:
+        """The process that publishes: `serve`'s dispatcher child, or the API process itself
+        for a service that runs its dispatcher in-process."""
+        return dispatcher_child(self.children()) or self.pid
 
     async def stop(self) -> None:
         if self.proc is None:
@@ -1066,12 +1081,25 @@ class Profiler:
         self.reports.append((label, summary))
 
 
+def dispatcher_child(children: list[psutil.Process]) -> int | None:
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if "dispatch" in child.cmdline():
+                return child.pid
+    return None
+
+
 def service_roles(svc: Service) -> dict[int, str]:
     roles = {svc.pid: "API process (event loop and its threads)"}
     for child in svc.children():
         with contextlib.suppress(psutil.Error):
-            cmd = " ".join(child.cmdline())
-            kind = "resource tracker" if "resource_tracker" in cmd else "pool worker"
+            cmd = child.cmdline()
+            if "dispatch" in cmd:
+                kind = "dispatcher process"
+            elif "resource_tracker" in " ".join(cmd):
+                kind = "resource tracker"
+            else:
+                kind = "pool worker"
             roles[child.pid] = f"{kind} {child.pid}"
     return roles
 
@@ -1292,7 +1320,7 @@ async def service_publish(
     """From POST /admin/start until every page is `queued` in the DB; return msg/s."""
     await svc.stop_publishing()
     await ctx.reset_pages()
-    meter = CpuMeter(svc.pid)
+    meter = CpuMeter(svc.dispatcher_pid)
     started = time.perf_counter()
     await svc.call("POST", "/admin/start", 202)
 
@@ -1476,7 +1504,7 @@ async def section_publish(ctx: Context, svc: Service, rows: dict[str, Row], prof
 
         await prof.record(
             "publish through the service",
-            svc.pid,
+            svc.dispatcher_pid,
             one_publish,
             subprocesses=False,
             roles=service_roles(svc),
@@ -1618,23 +1646,32 @@ async def section_upload(ctx: Context, svc: Service, rows: dict[str, Row], prof:
 @dataclass(slots=True)
 class RssSamples:
     api: list[float] = field(default_factory=list)
+    dispatcher: list[float] = field(default_factory=list)
     pool: list[float] = field(default_factory=list)
 
 
-def rss_now(pid: int) -> tuple[float, float]:
+def rss_now(pid: int) -> tuple[float, float, float]:
+    """RSS in MB of the API process, its dispatcher process and the rest of its children."""
     proc = psutil.Process(pid)
     api = proc.memory_info().rss / MB
-    pool = 0.0
-    for child in proc.children(recursive=True):
+    dispatcher = pool = 0.0
+    children = proc.children(recursive=True)
+    publisher = dispatcher_child(children)
+    for child in children:
         with contextlib.suppress(psutil.Error):
-            pool += child.memory_info().rss / MB
-    return api, pool
+            rss = child.memory_info().rss / MB
+            if child.pid == publisher:
+                dispatcher += rss
+            else:
+                pool += rss
+    return api, dispatcher, pool
 
 
 async def sample_rss(pid: int, into: RssSamples, stop: asyncio.Event, interval: float) -> None:
     while not stop.is_set():
-        api, pool = rss_now(pid)
+        api, dispatcher, pool = rss_now(pid)
         into.api.append(api)
+        into.dispatcher.append(dispatcher)
         into.pool.append(pool)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
@@ -1763,10 +1800,13 @@ async def section_admin_memory(
     rows["5a"].detail = f"idle {idle_api:.0f} MB, peak {peak_api:.0f} MB ({len(busy.api)} samples)"
     rows["5b"].values = [peak_pool - idle_pool]
     rows["5b"].detail = f"idle {idle_pool:.0f} MB, peak {peak_pool:.0f} MB"
+    idle_disp, peak_disp = statistics.median(idle.dispatcher), max(busy.dispatcher)
+    rows["5c"].values = [peak_disp - idle_disp]
+    rows["5c"].detail = f"idle {idle_disp:.0f} MB, peak {peak_disp:.0f} MB"
     log(
         f"admin: p99 stop {rows['4a'].values[0]:.1f}, start {rows['4b'].values[0]:.1f}, jobs"
         f" {rows['4c'].values[0]:.1f} ms; RSS API {idle_api:.0f}->{peak_api:.0f} MB,"
-        f" pool {idle_pool:.0f}->{peak_pool:.0f} MB"
+        f" dispatcher {idle_disp:.0f}->{peak_disp:.0f} MB, pool {idle_pool:.0f}->{peak_pool:.0f} MB"
     )
     if prof.wanted(any(rows[k].met is False for k in ("4a", "4b", "4c"))):
 
@@ -2302,7 +2342,7 @@ SECTION_ROWS = {
     1: ("1a", "1b", "1c", "1d"),
     2: ("2a", "2b", "2c"),
     3: ("3a", "3b", "3c"),
-    4: ("4a", "4b", "4c", "4d", "5a", "5b"),
+    4: ("4a", "4b", "4c", "4d", "5a", "5b", "5c"),
     6: ("6a", "6b", "6c", "6d", "6e"),
     7: ("7a", "7b", "7c"),
 }

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel
 from sqlalchemy import text
 
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.db.session import build_engine, build_session_factory
+from ocr_gateway.db.session import SessionFactory, build_engine, build_session_factory
 from ocr_gateway.ingest.storage import Storage
 from ocr_gateway.settings import Settings
 from tests.conftest import (
@@ -82,6 +82,14 @@ class ServiceProcess:
         if self.process is not None and self.process.returncode is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.wait_for(self.process.wait(), 10)
+
+
+async def count_status(sessions: SessionFactory, status: str) -> int:
+    async with sessions() as session:
+        value = await session.scalar(
+            text("SELECT count(*) FROM pages WHERE status = :s"), {"s": status}
+        )
+    return int(value or 0)
 
 
 @pytest.fixture
@@ -196,13 +204,6 @@ async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restar
             jobs = await seed_pages((storage, sessions), jobs=10, pages=200)
             total = 2000
 
-            async def count(status: str) -> int:
-                async with sessions() as session:
-                    value = await session.scalar(
-                        text("SELECT count(*) FROM pages WHERE status = :s"), {"s": status}
-                    )
-                return int(value or 0)
-
             service = ServiceProcess(env, tmp_path / "service.log")
             spawned.append(service)
             await service.start()
@@ -210,24 +211,24 @@ async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restar
                 assert (await http.post("/admin/start")).status_code == 202
 
                 async def some_queued() -> bool:
-                    return await count("queued") >= 100
+                    return await count_status(sessions, "queued") >= 100
 
                 await wait_until(some_queued, interval=0.01)
                 proxy.cut()  # confirms stop arriving: pages stay claimed, unconfirmed
 
                 async def claimed() -> bool:
-                    return await count("publishing") > 0
+                    return await count_status(sessions, "publishing") > 0
 
                 await wait_until(claimed)
                 await service.kill()
-                stranded = await count("publishing")
+                stranded = await count_status(sessions, "publishing")
                 assert stranded > 0
                 proxy.restore()
 
                 await service.start()
 
                 async def all_queued() -> bool:
-                    return await count("queued") == total
+                    return await count_status(sessions, "queued") == total
 
                 await wait_until(all_queued, timeout=90)
             await service.kill()
@@ -238,3 +239,56 @@ async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restar
             await engine.dispose()
     finally:
         await proxy.close()
+
+
+async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_cleanly(
+    tmp_path: Path, channel: AbstractChannel, spawned: list[ServiceProcess]
+) -> None:
+    """`serve` runs the dispatcher as a child process; a SIGTERM to `serve` stops it
+    gracefully mid-publish: every page ends queued (its message in the queue) or pending."""
+    async with service_env(tmp_path, OCR_GATEWAY_QUEUE_HIGH_WATER="50") as (settings, env):
+        engine = build_engine(settings, pool_size=2)
+        sessions = build_session_factory(engine)
+        jobs = await seed_pages((Storage(settings), sessions), jobs=3, pages=100)
+
+        service = ServiceProcess(env, tmp_path / "service.log")
+        spawned.append(service)
+        await service.start()
+        assert service.process is not None
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            assert (await http.post("/admin/start")).status_code == 202
+
+            async def paused_at_the_mark() -> bool:
+                return await count_status(sessions, "queued") >= 40
+
+            await wait_until(paused_at_the_mark)
+            assert (await http.get("/health")).json()["publishing"] is True
+
+        logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
+        started = [
+            int(line.rsplit("pid=", 1)[1].split()[0])
+            for line in logged.splitlines()
+            if "dispatcher started pid=" in line
+        ]
+        assert len(started) == 1
+        dispatcher_pid = started[0]
+        assert dispatcher_pid != service.process.pid
+        os.kill(dispatcher_pid, 0)  # alive while `serve` runs
+
+        os.kill(service.process.pid, signal.SIGTERM)
+        assert await asyncio.wait_for(service.process.wait(), 60) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(dispatcher_pid, 0)
+        assert "dispatcher stopped" in "".join(
+            p.read_text() for p in settings.logs_dir.glob("*.log")
+        )
+
+        queued = await count_status(sessions, "queued")
+        pending = await count_status(sessions, "pending")
+        assert await count_status(sessions, "publishing") == 0
+        assert queued + pending == 300
+        bodies = await drain(channel, settings.pages_queue)
+        received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
+        assert len(received) == len(bodies) == queued
+        assert received <= {(str(j), n) for j in jobs for n in range(1, 101)}
+        await engine.dispose()

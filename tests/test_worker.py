@@ -28,7 +28,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from ocr_gateway.api.deps import Services
-from ocr_gateway.cli import start_workers, stop_workers
+from ocr_gateway.cli import start_workers, stop_children
 from ocr_gateway.dispatch.broker import dead_letter_queue, queue_depth
 from ocr_gateway.settings import Settings
 from ocr_gateway.worker.consumer import OcrWorker
@@ -286,7 +286,7 @@ async def test_serve_starts_and_stops_its_workers(
             return declared.consumer_count == 2
 
         await wait_until(two_consumers, timeout=60)
-        await asyncio.to_thread(stop_workers, workers, grace=30)
+        await asyncio.to_thread(stop_children, workers, "OCR worker", grace=30)
         assert [worker.returncode for worker in workers] == [0, 0]
     finally:
         for worker in workers:

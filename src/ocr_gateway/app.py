@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,6 +14,7 @@ from ocr_gateway import __version__
 from ocr_gateway.api.deps import Services
 from ocr_gateway.api.errors import install_error_handlers
 from ocr_gateway.api.routes import admin, health, uploads
+from ocr_gateway.background import cancel_all, every, supervise
 from ocr_gateway.db.session import build_engine, build_session_factory
 from ocr_gateway.dispatch.broker import Broker
 from ocr_gateway.dispatch.control import DispatchControl
@@ -33,31 +34,10 @@ API_PREFIX = "/api/v1"
 MAINTENANCE_INTERVAL_S = 10.0
 
 
-async def _every(interval: float, name: str, action: Callable[[], Awaitable[object]]) -> None:
-    """Run `action` now and then every `interval` seconds; a failure is logged, not fatal."""
-    while True:
-        try:
-            await action()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s failed: %r", name, exc)
-        await asyncio.sleep(interval)
-
-
-async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Keep a background loop alive: a crash is logged and the loop restarted."""
-    while True:
-        try:
-            await run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting", name)
-            await asyncio.sleep(1.0)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
+    """The gateway's app. `run_dispatcher=False` leaves publishing to a dispatcher process
+    (`ocr-gateway dispatch`, which `serve` starts), so the API's event loop never shares its
+    time with publishing; the admin routes signal it through PostgreSQL either way."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -78,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
         await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
         ingest = IngestService(settings, sessions, storage, render_pool, inspect_pool)
-        dispatcher = Dispatcher(settings, sessions, broker)
+        dispatcher = Dispatcher(settings, sessions, broker) if run_dispatcher else None
         control = DispatchControl(settings, sessions, broker, dispatcher)
         jobs = JobService(sessions, storage, ingest, control)
         consumer = ResultsConsumer(settings, sessions, broker)
@@ -94,42 +74,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.consumer = consumer
         tasks = [
-            asyncio.create_task(_supervise("dispatcher", dispatcher.run)),
-            asyncio.create_task(_supervise("dispatch listener", dispatcher.listen)),
-            asyncio.create_task(_supervise("results consumer", consumer.run)),
+            asyncio.create_task(supervise("results consumer", consumer.run)),
             asyncio.create_task(
-                _every(MAINTENANCE_INTERVAL_S, "render recovery", ingest.resume_unfinished)
+                every(MAINTENANCE_INTERVAL_S, "render recovery", ingest.resume_unfinished)
             ),
             asyncio.create_task(
-                _every(
+                every(
                     settings.render_lease_s / 3, "render lease renewal", ingest.renew_render_leases
                 )
             ),
             asyncio.create_task(
-                _every(
+                every(
                     max(60.0, settings.orphan_temp_age_s / 4),
                     "orphan cleanup",
                     ingest.remove_orphan_uploads,
                 )
             ),
         ]
+        if dispatcher is not None:
+            tasks += [
+                asyncio.create_task(supervise("dispatcher", dispatcher.run)),
+                asyncio.create_task(supervise("dispatch listener", dispatcher.listen)),
+            ]
         log.info(
-            "ocr-gateway %s started files=%s render_workers=%d dpi=%d",
+            "ocr-gateway %s started files=%s render_workers=%d dpi=%d dispatcher=%s",
             __version__,
             storage.files_dir,
             settings.render_workers,
             settings.render_dpi,
+            "in this process" if dispatcher is not None else "its own process",
         )
         try:
             yield
         finally:
             log.info("ocr-gateway shutting down")
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-            await dispatcher.close()
+            await cancel_all(tasks)
+            if dispatcher is not None:
+                await dispatcher.close()
             await control.close()
             await ingest.close()
             await broker.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ log = logging.getLogger("ocr_gateway.cli")
 
 ENGINE_CHOICES = ("rapidocr", "tesseract")
 WORKER_KILL_AFTER_S = 10.0
+DISPATCH_KILL_AFTER_S = 10.0
 
 
 def _positive(value: str) -> int:
@@ -62,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     # Given by `serve` to the workers it starts: stop when the serving process is gone.
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    dispatch = commands.add_parser(
+        "dispatch",
+        help="publish pages to the broker when an operator starts (`serve` runs one itself)",
+    )
+    dispatch.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = get_settings()
 
@@ -78,17 +85,31 @@ def main(argv: list[str] | None = None) -> None:
 
         configure_logging(settings.logs_dir, settings.log_level)
         count = settings.run_workers if args.workers is None else args.workers
+        # uvicorn re-raises a SIGTERM or SIGINT after its graceful shutdown; exit through the
+        # `finally` below instead, so the dispatcher and the workers are stopped in turn.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _exit_cleanly)
+        dispatcher = start_dispatcher()
         workers = start_workers(count)
         try:
             uvicorn.run(
-                create_app(settings),
+                create_app(settings, run_dispatcher=False),
                 host=args.host or settings.host,
                 port=args.port or settings.port,
                 log_config=None,
                 timeout_graceful_shutdown=20,
             )
         finally:
-            stop_workers(workers, grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S)
+            stop_children(
+                [dispatcher], "dispatcher", grace=settings.publish_timeout_s + DISPATCH_KILL_AFTER_S
+            )
+            stop_children(
+                workers, "OCR worker", grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S
+            )
+    elif args.command == "dispatch":
+        from ocr_gateway.dispatch.process import run_dispatcher
+
+        sys.exit(run_dispatcher(settings, exit_with_parent=args.exit_with_parent))
     elif args.command == "worker":
         from ocr_gateway.worker.consumer import run_worker
 
@@ -100,6 +121,23 @@ def main(argv: list[str] | None = None) -> None:
         if overrides:
             settings = settings.model_copy(update=overrides)
         sys.exit(run_worker(settings, exit_with_parent=args.exit_with_parent))
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def start_dispatcher() -> subprocess.Popen[bytes]:
+    """The dispatcher as a child process, configured by the same environment.
+
+    It stays in `serve`'s process group: a Ctrl-C reaches it too and it stops gracefully (its
+    in-flight publishes settle), and a kill of the group takes it with the API.
+    """
+    dispatcher = subprocess.Popen(
+        [sys.executable, "-m", "ocr_gateway", "dispatch", "--exit-with-parent"]
+    )
+    log.info("started the dispatcher pid=%d", dispatcher.pid)
+    return dispatcher
 
 
 def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
@@ -124,19 +162,19 @@ def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
     return workers
 
 
-def stop_workers(workers: list[subprocess.Popen[bytes]], *, grace: float) -> None:
-    """SIGTERM each worker, give them `grace` seconds to finish their pages, then kill."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
+def stop_children(children: list[subprocess.Popen[bytes]], what: str, *, grace: float) -> None:
+    """SIGTERM each child, give them `grace` seconds to finish what they hold, then kill."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
     deadline = time.monotonic() + grace
-    for worker in workers:
+    for child in children:
         try:
-            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("OCR worker pid=%d did not stop in %.0fs; killed", worker.pid, grace)
-            worker.kill()
-            worker.wait()
+            log.warning("%s pid=%d did not stop in %.0fs; killed", what, child.pid, grace)
+            child.kill()
+            child.wait()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ class Services:
     storage: Storage
     ingest: IngestService
     jobs: JobService
-    dispatcher: Dispatcher
+    dispatcher: Dispatcher | None  # None: publishing runs in the dispatcher process
     control: DispatchControl
 
 

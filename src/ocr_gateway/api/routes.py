@@ -238,9 +238,12 @@ health = APIRouter(tags=["health"])
 @health.get("/health", operation_id="health", response_model=Health)
 async def get_health(services: ServicesDep) -> Health:
     """Liveness (this answer) and readiness of PostgreSQL and RabbitMQ, each named."""
+    publishing = False
     try:
         async with services.sessions() as session:
-            await asyncio.wait_for(repo.ping(session), HEALTH_TIMEOUT_S)
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await repo.ping(session)
+                publishing = await repo.publishing_in_progress(session)
         database = DependencyHealth(ok=True, detail="reachable")
     except Exception as exc:
         database = DependencyHealth(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
@@ -251,5 +254,5 @@ async def get_health(services: ServicesDep) -> Health:
         version=__version__,
         database=database,
         rabbitmq=rabbitmq,
-        publishing=services.dispatcher.publishing,
+        publishing=publishing,
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -309,6 +309,13 @@ async def clear_dispatch_requests(session: AsyncSession) -> int:
 
 async def has_dispatch_requests(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(func.count()).select_from(DispatchRequest)))
+
+
+async def publishing_in_progress(session: AsyncSession) -> bool:
+    """A start is in force, or some process still has pages mid-publish."""
+    requested = select(DispatchRequest.id).exists()
+    in_flight = select(Page.id).where(Page.status == PageStatus.PUBLISHING).exists()
+    return bool(await session.scalar(select(or_(requested, in_flight))))
 
 
 async def retire_satisfied_requests(session: AsyncSession) -> int:

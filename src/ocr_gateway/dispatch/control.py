@@ -40,7 +40,7 @@ class DispatchControl:
         settings: Settings,
         sessions: SessionFactory,
         broker: Broker,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatcher | None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -53,7 +53,7 @@ class DispatchControl:
             pending = await repo.count_startable_pages(session)
             await repo.add_dispatch_request(session)
             await repo.notify_dispatchers(session, "start")
-        self.dispatcher.wake()
+        self._wake_local()
         log.info("start requested scope=all pending=%d", pending)
         return StartScheduled("all", None, None, pending)
 
@@ -70,7 +70,7 @@ class DispatchControl:
                 raise Conflict(f"job {job_id} has no pending pages (status {job.status})")
             await repo.add_dispatch_request(session, job_id)
             await repo.notify_dispatchers(session, "start")
-        self.dispatcher.wake()
+        self._wake_local()
         log.info("start requested scope=job job_id=%s pending=%d", job_id, pending)
         return StartScheduled("job", job_id, None, pending)
 
@@ -89,7 +89,7 @@ class DispatchControl:
                 raise Conflict(f"page {page_number} of job {job_id} is already {page.status}")
             await repo.add_dispatch_request(session, job_id, page_number)
             await repo.notify_dispatchers(session, "start")
-        self.dispatcher.wake()
+        self._wake_local()
         log.info("start requested scope=page job_id=%s page_number=%d", job_id, page_number)
         return StartScheduled("page", job_id, page_number, 1)
 
@@ -98,14 +98,16 @@ class DispatchControl:
         async with self.sessions.begin() as session:
             cleared = await repo.clear_dispatch_requests(session)
             await repo.notify_dispatchers(session, "stop")
-        self.spawn(self.dispatcher.halt())
+        if self.dispatcher is not None:
+            self.spawn(self.dispatcher.halt())
         log.info("stop requested, starts cleared=%d", cleared)
         return cleared
 
     async def stop_and_drain(self) -> None:
         """Stop, then wait until no page anywhere is mid-publish (bounded by the lease)."""
         await self.stop()
-        await self.dispatcher.halt()
+        if self.dispatcher is not None:
+            await self.dispatcher.halt()
         deadline = asyncio.get_running_loop().time() + self.settings.dispatch_lease_s
         while asyncio.get_running_loop().time() < deadline:
             async with self.sessions() as session:
@@ -120,6 +122,11 @@ class DispatchControl:
         async with self.sessions.begin() as session:
             requeued = await repo.requeue_queued_pages(session)
         log.info("pages queue purged messages=%d pages_back_to_pending=%d", purged, requeued)
+
+    def _wake_local(self) -> None:
+        """NOTIFY reaches every dispatcher; the one in this process (if any) is woken at once."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     def spawn(self, work: object) -> None:
         """Run admin work after the response; keep a reference so it is not collected."""

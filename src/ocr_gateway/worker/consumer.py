@@ -27,6 +27,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
+from ocr_gateway.background import stop_with_parent
 from ocr_gateway.dispatch.broker import (
     CONNECT_TIMEOUT_S,
     PublishFailed,
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
 MAX_CONNECT_BACKOFF_S = 30.0
-PARENT_POLL_S = 1.0
 
 Recognize = Callable[[str], Awaitable[OcrOutput]]
 
@@ -286,7 +286,7 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    watcher = asyncio.create_task(_stop_with_parent(stop)) if exit_with_parent else None
+    watcher = asyncio.create_task(stop_with_parent(stop)) if exit_with_parent else None
 
     pool = ocr_pool(settings.ocr_engine, settings.ocr_processes)
     try:
@@ -318,15 +318,3 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
         if watcher is not None:
             watcher.cancel()
         pool.shutdown()
-
-
-async def _stop_with_parent(stop: asyncio.Event) -> None:
-    """Under `ocr-gateway serve`: stop gracefully when that process is gone."""
-    parent = os.getppid()
-    while not stop.is_set():
-        if os.getppid() != parent:
-            log.warning("the serving process is gone: stopping")
-            stop.set()
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PARENT_POLL_S)

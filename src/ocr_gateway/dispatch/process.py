@@ -1,0 +1,60 @@
+"""`ocr-gateway dispatch`: the dispatcher in a process of its own.
+
+`serve` starts one beside the API, so publishing (a core's worth of work at a thousand pages a
+second) never shares the API's event loop: an admin call or an upload does not wait behind
+page bodies. Starts and stops reach it through PostgreSQL (rows plus NOTIFY), as they reach
+every dispatcher. More than one may run, on any machine: claims are SKIP LOCKED under leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from ocr_gateway.background import cancel_all, stop_with_parent, supervise
+from ocr_gateway.db.session import build_engine, build_session_factory
+from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISPATCH_DB_POOL = 4
+
+
+def run_dispatcher(settings: Settings, *, exit_with_parent: bool = False) -> int:
+    """Publish until SIGTERM or SIGINT, then settle what is in flight; returns the exit code."""
+    configure_logging(settings.logs_dir, settings.log_level)
+    asyncio.run(_serve(settings, exit_with_parent=exit_with_parent))
+    return 0
+
+
+async def _serve(settings: Settings, *, exit_with_parent: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    engine = build_engine(settings, pool_size=DISPATCH_DB_POOL)
+    broker = Broker(settings)
+    dispatcher = Dispatcher(settings, build_session_factory(engine), broker)
+    tasks = [
+        asyncio.create_task(supervise("dispatcher", dispatcher.run)),
+        asyncio.create_task(supervise("dispatch listener", dispatcher.listen)),
+    ]
+    if exit_with_parent:
+        tasks.append(asyncio.create_task(stop_with_parent(stop)))
+    log.info("dispatcher started pid=%d queue=%s", os.getpid(), settings.pages_queue)
+    try:
+        await stop.wait()
+    finally:
+        log.info("dispatcher stopping")
+        await cancel_all(tasks)
+        # In-flight publishes settle and are recorded; every other held page goes back to
+        # pending, so the next dispatcher publishes it.
+        await dispatcher.close()
+        await broker.close()
+        await engine.dispose()
+        log.info("dispatcher stopped")
