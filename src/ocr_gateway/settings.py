@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     render_grayscale: bool = True
     render_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), gt=0)
     render_niceness: int = Field(default=10, ge=0, le=19)
-    render_chunk_pages: int = Field(default=4, gt=0)
+    render_chunk_pages: int = Field(default=8, gt=0)
     render_page_timeout_s: float = Field(default=60.0, gt=0)
     render_max_attempts: int = Field(default=2, gt=0)
     render_lease_s: float = Field(default=300.0, gt=0)
@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=120.0, gt=0)
     dispatch_poll_s: float = Field(default=1.0, gt=0)
     queue_high_water: int = Field(default=1000, gt=0)
+    dispatch_niceness: int = Field(default=5, ge=0, le=19)
 
     # Results
     results_prefetch: int = Field(default=64, gt=0)

@@ -18,6 +18,7 @@ from ocr_gateway.db.session import build_engine, build_session_factory
 from ocr_gateway.dispatch.broker import Broker
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.logging_setup import configure_logging
+from ocr_gateway.process_pool import lower_priority
 from ocr_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ DISPATCH_DB_POOL = 4
 def run_dispatcher(settings: Settings, *, exit_with_parent: bool = False) -> int:
     """Publish until SIGTERM or SIGINT, then settle what is in flight; returns the exit code."""
     configure_logging(settings.logs_dir, settings.log_level)
+    # Publishing saturates the CPU it is given; admin calls and uploads are served first.
+    lower_priority(settings.dispatch_niceness)
     asyncio.run(_serve(settings, exit_with_parent=exit_with_parent))
     return 0
 
