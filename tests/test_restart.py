@@ -292,3 +292,36 @@ async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_clean
         assert len(received) == len(bodies) == queued
         assert received <= {(str(j), n) for j in jobs for n in range(1, 101)}
         await engine.dispose()
+
+
+async def test_ctrl_c_stops_serve_and_every_child_cleanly(
+    tmp_path: Path, spawned: list[ServiceProcess]
+) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the whole process group: the API, its dispatcher
+    and its pool processes. Each stops in order, and nothing prints a traceback."""
+    async with service_env(tmp_path) as (_settings, env):
+        output = tmp_path / "service.log"
+        service = ServiceProcess(env, output)
+        spawned.append(service)
+        await service.start()
+        assert service.process is not None
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            data = sample("GeoTopo-komprimiert.pdf").read_bytes()
+            accepted = await http.post("/ocrpdf", files={"file": ("geo.pdf", data)})
+            assert accepted.status_code == 202  # its pages render while the signal arrives
+
+        os.killpg(service.process.pid, signal.SIGINT)
+        assert await asyncio.wait_for(service.process.wait(), 60) == 0
+        text_out = output.read_text()
+        assert "dispatcher stopped" in text_out
+        assert "Traceback" not in text_out, text_out[-3000:]
+        group = service.process.pid
+
+        async def group_gone() -> bool:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        await wait_until(group_gone, timeout=10)  # pool processes and the resource tracker too

@@ -10,6 +10,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +25,14 @@ def lower_priority(niceness: int) -> None:
     """An initializer for background work that should yield the CPU to the API and uploads."""
     if niceness:
         os.nice(niceness)
+
+
+def _start_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    """Every pool process ignores Ctrl-C: a terminal's SIGINT reaches the whole process group,
+    and the owning process decides when its pool stops (and without a traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def warm_up() -> int:
@@ -58,8 +67,8 @@ class ProcessPool:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self._context,
-            initializer=self._initializer,
-            initargs=self._initargs,
+            initializer=_start_worker,
+            initargs=(self._initializer, self._initargs),
         )
 
     async def start(self, probe: Callable[[], object] = warm_up, timeout: float = 120) -> None:

@@ -14,7 +14,6 @@ import base64
 import binascii
 import logging
 import os
-import signal
 import threading
 import time
 
@@ -44,9 +43,8 @@ def threads_per_process(processes: int) -> int:
 
 
 def init_process(engine_name: str, threads: int, parent_pid: int) -> None:
-    """Pool initializer: ignore Ctrl-C (the worker decides), watch the parent, load models."""
+    """Pool initializer: watch the parent, load models (Ctrl-C is ignored by every pool)."""
     global _engine
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _engine = build_engine(engine_name, threads)
 
