@@ -325,3 +325,49 @@ async def test_ctrl_c_stops_serve_and_every_child_cleanly(
             return False
 
         await wait_until(group_gone, timeout=10)  # pool processes and the resource tracker too
+
+
+async def test_a_killed_dispatcher_is_replaced_and_publishing_goes_on(
+    tmp_path: Path, channel: AbstractChannel, spawned: list[ServiceProcess]
+) -> None:
+    """`serve` starts another dispatcher when its dispatcher dies (SIGKILL, e.g. out of
+    memory); the new one publishes a later start."""
+    async with service_env(tmp_path) as (settings, env):
+        engine = build_engine(settings, pool_size=2)
+        sessions = build_session_factory(engine)
+        jobs = await seed_pages((Storage(settings), sessions), jobs=2, pages=50)
+        service = ServiceProcess(env, tmp_path / "service.log")
+        spawned.append(service)
+        await service.start()
+
+        def dispatcher_pids() -> list[int]:
+            logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
+            return [
+                int(line.rsplit("pid=", 1)[1].split()[0])
+                for line in logged.splitlines()
+                if "dispatcher started pid=" in line
+            ]
+
+        async def started(count: int) -> bool:
+            return len(dispatcher_pids()) >= count
+
+        await wait_until(lambda: started(1))
+        first = dispatcher_pids()[0]
+        os.kill(first, signal.SIGKILL)
+        await wait_until(lambda: started(2), timeout=30)
+        second = dispatcher_pids()[1]
+        assert second != first
+        os.kill(second, 0)
+
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            assert (await http.post("/admin/start")).status_code == 202
+
+            async def all_queued() -> bool:
+                return await count_status(sessions, "queued") == 100
+
+            await wait_until(all_queued, timeout=60)
+        await service.kill()
+        bodies = await drain(channel, settings.pages_queue)
+        received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
+        assert received == {(str(j), n) for j in jobs for n in range(1, 51)}
+        await engine.dispose()

@@ -28,7 +28,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from ocr_gateway.api.deps import Services
-from ocr_gateway.cli import start_workers, stop_children
+from ocr_gateway.children import start_workers, stop_children
 from ocr_gateway.dispatch.broker import dead_letter_queue, queue_depth
 from ocr_gateway.settings import Settings
 from ocr_gateway.worker.consumer import OcrWorker

@@ -1,14 +1,13 @@
-"""`ocr-gateway migrate | serve | worker`: the commands behind `make run`."""
+"""`ocr-gateway migrate | serve | dispatch | worker`: the commands behind `make run`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import subprocess
 import sys
-import time
 
+from ocr_gateway.children import Supervisor, start_dispatcher, start_worker
 from ocr_gateway.settings import get_settings
 
 log = logging.getLogger("ocr_gateway.cli")
@@ -89,8 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         # `finally` below instead, so the dispatcher and the workers are stopped in turn.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _exit_cleanly)
-        dispatcher = start_dispatcher()
-        workers = start_workers(count)
+        children = Supervisor()
+        children.add("dispatcher", start_dispatcher)
+        children.add("OCR worker", start_worker, count)
+        children.start()
         try:
             uvicorn.run(
                 create_app(settings, run_dispatcher=False),
@@ -100,12 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                 timeout_graceful_shutdown=20,
             )
         finally:
-            stop_children(
-                [dispatcher], "dispatcher", grace=settings.publish_timeout_s + DISPATCH_KILL_AFTER_S
-            )
-            stop_children(
-                workers, "OCR worker", grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S
-            )
+            children.stop("dispatcher", grace=settings.publish_timeout_s + DISPATCH_KILL_AFTER_S)
+            children.stop("OCR worker", grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S)
     elif args.command == "dispatch":
         from ocr_gateway.dispatch.process import run_dispatcher
 
@@ -125,56 +122,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-def start_dispatcher() -> subprocess.Popen[bytes]:
-    """The dispatcher as a child process, configured by the same environment.
-
-    It stays in `serve`'s process group: a Ctrl-C reaches it too and it stops gracefully (its
-    in-flight publishes settle), and a kill of the group takes it with the API.
-    """
-    dispatcher = subprocess.Popen(
-        [sys.executable, "-m", "ocr_gateway", "dispatch", "--exit-with-parent"]
-    )
-    log.info("started the dispatcher pid=%d", dispatcher.pid)
-    return dispatcher
-
-
-def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
-    """Start `count` OCR workers as child processes, configured by the same environment.
-
-    Each runs in its own session, so a Ctrl-C in the terminal reaches only `serve`, which then
-    stops them with one SIGTERM each (a worker's second signal would abandon its pages).
-    """
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "ocr_gateway.worker", "--exit-with-parent"],
-            start_new_session=True,
-        )
-        for _ in range(count)
-    ]
-    if workers:
-        log.info(
-            "started %d OCR workers pids=%s",
-            len(workers),
-            ",".join(str(worker.pid) for worker in workers),
-        )
-    return workers
-
-
-def stop_children(children: list[subprocess.Popen[bytes]], what: str, *, grace: float) -> None:
-    """SIGTERM each child, give them `grace` seconds to finish what they hold, then kill."""
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + grace
-    for child in children:
-        try:
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.warning("%s pid=%d did not stop in %.0fs; killed", what, child.pid, grace)
-            child.kill()
-            child.wait()
 
 
 if __name__ == "__main__":
