@@ -135,6 +135,34 @@ async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, 
         await drop_database(settings)
 
 
+@contextlib.asynccontextmanager
+async def served_with_pages(
+    tmp_path: Path, spawned: list[ServiceProcess], *, jobs: int, pages: int, **extra: str
+) -> AsyncIterator[tuple[Settings, SessionFactory, list[uuid.UUID], ServiceProcess]]:
+    """`serve` running over a database seeded with rendered jobs."""
+    async with service_env(tmp_path, **extra) as (settings, env):
+        engine = build_engine(settings, pool_size=2)
+        try:
+            sessions = build_session_factory(engine)
+            seeded = await seed_pages((Storage(settings), sessions), jobs=jobs, pages=pages)
+            service = ServiceProcess(env, tmp_path / "service.log")
+            spawned.append(service)
+            await service.start()
+            yield settings, sessions, seeded, service
+        finally:
+            await engine.dispose()
+
+
+def logged_dispatcher_pids(settings: Settings) -> list[int]:
+    """Pids of the dispatcher processes started so far, from the service's log files."""
+    logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
+    return [
+        int(line.rsplit("pid=", 1)[1].split()[0])
+        for line in logged.splitlines()
+        if "dispatcher started pid=" in line
+    ]
+
+
 async def test_killed_mid_render_resumes_from_temp_and_cleans_orphans(
     tmp_path: Path, spawned: list[ServiceProcess]
 ) -> None:
@@ -246,14 +274,9 @@ async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_clean
 ) -> None:
     """`serve` runs the dispatcher as a child process; a SIGTERM to `serve` stops it
     gracefully mid-publish: every page ends queued (its message in the queue) or pending."""
-    async with service_env(tmp_path, OCR_GATEWAY_QUEUE_HIGH_WATER="50") as (settings, env):
-        engine = build_engine(settings, pool_size=2)
-        sessions = build_session_factory(engine)
-        jobs = await seed_pages((Storage(settings), sessions), jobs=3, pages=100)
-
-        service = ServiceProcess(env, tmp_path / "service.log")
-        spawned.append(service)
-        await service.start()
+    async with served_with_pages(
+        tmp_path, spawned, jobs=3, pages=100, OCR_GATEWAY_QUEUE_HIGH_WATER="50"
+    ) as (settings, sessions, jobs, service):
         assert service.process is not None
         async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
             assert (await http.post("/admin/start")).status_code == 202
@@ -264,12 +287,7 @@ async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_clean
             await wait_until(paused_at_the_mark)
             assert (await http.get("/health")).json()["publishing"] is True
 
-        logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
-        started = [
-            int(line.rsplit("pid=", 1)[1].split()[0])
-            for line in logged.splitlines()
-            if "dispatcher started pid=" in line
-        ]
+        started = logged_dispatcher_pids(settings)
         assert len(started) == 1
         dispatcher_pid = started[0]
         assert dispatcher_pid != service.process.pid
@@ -291,7 +309,6 @@ async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_clean
         received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
         assert len(received) == len(bodies) == queued
         assert received <= {(str(j), n) for j in jobs for n in range(1, 101)}
-        await engine.dispose()
 
 
 async def test_ctrl_c_stops_serve_and_every_child_cleanly(
@@ -332,30 +349,21 @@ async def test_a_killed_dispatcher_is_replaced_and_publishing_goes_on(
 ) -> None:
     """`serve` starts another dispatcher when its dispatcher dies (SIGKILL, e.g. out of
     memory); the new one publishes a later start."""
-    async with service_env(tmp_path) as (settings, env):
-        engine = build_engine(settings, pool_size=2)
-        sessions = build_session_factory(engine)
-        jobs = await seed_pages((Storage(settings), sessions), jobs=2, pages=50)
-        service = ServiceProcess(env, tmp_path / "service.log")
-        spawned.append(service)
-        await service.start()
-
-        def dispatcher_pids() -> list[int]:
-            logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
-            return [
-                int(line.rsplit("pid=", 1)[1].split()[0])
-                for line in logged.splitlines()
-                if "dispatcher started pid=" in line
-            ]
+    async with served_with_pages(tmp_path, spawned, jobs=2, pages=50) as (
+        settings,
+        sessions,
+        jobs,
+        service,
+    ):
 
         async def started(count: int) -> bool:
-            return len(dispatcher_pids()) >= count
+            return len(logged_dispatcher_pids(settings)) >= count
 
         await wait_until(lambda: started(1))
-        first = dispatcher_pids()[0]
+        first = logged_dispatcher_pids(settings)[0]
         os.kill(first, signal.SIGKILL)
         await wait_until(lambda: started(2), timeout=30)
-        second = dispatcher_pids()[1]
+        second = logged_dispatcher_pids(settings)[1]
         assert second != first
         os.kill(second, 0)
 
@@ -370,4 +378,3 @@ async def test_a_killed_dispatcher_is_replaced_and_publishing_goes_on(
         bodies = await drain(channel, settings.pages_queue)
         received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
         assert received == {(str(j), n) for j in jobs for n in range(1, 51)}
-        await engine.dispose()
