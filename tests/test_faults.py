@@ -169,7 +169,11 @@ async def test_render_that_runs_forever_fails_the_job_and_the_pool_recovers(
         assert job["status"] == "failed"
         assert "page 1" in job["error"] and "ran over" in job["error"]
         assert pool.rebuilds >= 2, "the stuck worker was killed and replaced"
-        assert not any(gateway.settings.temp_dir.glob("*.upload"))
+
+        async def upload_removed() -> bool:  # right after the failure is recorded
+            return not any(gateway.settings.temp_dir.glob("*.upload"))
+
+        await wait_until(upload_removed, timeout=10)
         start = await gateway.client.post(f"/admin/start/{accepted['job_id']}")
         assert start.status_code == 409, "a failed job is not published"
 

@@ -42,7 +42,11 @@ async def test_geotopo_renders_117_pngs_and_publishes_117_messages(
     assert sorted(int(p.stem) for p in job_dir.glob("*.png")) == list(range(1, 118))
     assert [p["page_number"] for p in job["pages"]] == list(range(1, 118))
     assert all(p["status"] == "pending" for p in job["pages"])
-    assert not any(Path(services.settings.temp_dir).glob("*.upload")), "temp file left behind"
+
+    async def upload_removed() -> bool:  # right after the last page is recorded
+        return not any(Path(services.settings.temp_dir).glob("*.upload"))
+
+    await wait_until(upload_removed, timeout=10)
 
     started = await client.post(f"/admin/start/{job_id}")
     assert started.status_code == 202

@@ -316,12 +316,17 @@ async def test_ctrl_c_stops_serve_and_every_child_cleanly(
 ) -> None:
     """A terminal's Ctrl-C sends SIGINT to the whole process group: the API, its dispatcher
     and its pool processes. Each stops in order, and nothing prints a traceback."""
-    async with service_env(tmp_path) as (_settings, env):
+    async with service_env(tmp_path) as (settings, env):
         output = tmp_path / "service.log"
         service = ServiceProcess(env, output)
         spawned.append(service)
         await service.start()
         assert service.process is not None
+
+        async def dispatcher_running() -> bool:
+            return bool(logged_dispatcher_pids(settings))
+
+        await wait_until(dispatcher_running)
         async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
             data = sample("GeoTopo-komprimiert.pdf").read_bytes()
             accepted = await http.post("/ocrpdf", files={"file": ("geo.pdf", data)})

@@ -15,12 +15,20 @@ log = logging.getLogger("ocr_gateway.cli")
 ENGINE_CHOICES = ("rapidocr", "tesseract")
 WORKER_KILL_AFTER_S = 10.0
 DISPATCH_KILL_AFTER_S = 10.0
+EXIT_INTERRUPTED = 130
 
 
 def _positive(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _tcp_port(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError("must be a TCP port, 1-65535")
     return number
 
 
@@ -32,6 +40,15 @@ def _not_negative(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `ocr-gateway` command. A Ctrl-C that lands before a command has installed its own
+    handling (e.g. while a child started by `serve` is still importing) ends it quietly."""
+    try:
+        _run(argv)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="ocr-gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create the database if missing and run the migrations")
@@ -39,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         "serve", help="serve the API with the results consumer, and OCR workers beside it"
     )
     serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=_tcp_port, default=None)
     serve.add_argument(
         "--workers",
         type=_not_negative,

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     # HTTP
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     admin_api_key: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
 
