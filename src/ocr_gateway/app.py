@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -104,6 +105,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             settings.render_dpi,
             "in this process" if dispatcher is not None else "its own process",
         )
+        # Start-up's objects live as long as the app: no later collection walks them again.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ every dispatcher. More than one may run, on any machine: claims are SKIP LOCKED 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -49,6 +50,10 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> None:
     ]
     if exit_with_parent:
         tasks.append(asyncio.create_task(stop_with_parent(stop)))
+    # What start-up built lives as long as the process: keep it out of every later collection,
+    # so the collection a stopped publishing run asks for costs microseconds, not 50 ms.
+    gc.collect()
+    gc.freeze()
     log.info("dispatcher started pid=%d queue=%s", os.getpid(), settings.pages_queue)
     try:
         await stop.wait()
