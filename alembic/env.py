@@ -9,8 +9,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ocr_gateway.core.settings import get_settings
 from ocr_gateway.db.models import Base
-from ocr_gateway.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

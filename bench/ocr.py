@@ -42,9 +42,9 @@ import pymupdf
 from rapidfuzz.distance import Levenshtein
 
 from ocr_gateway.app import create_app
+from ocr_gateway.core.settings import Settings, get_settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.dispatch.broker import dead_letter_queue
-from ocr_gateway.settings import Settings, get_settings
+from ocr_gateway.messaging.amqp import dead_letter_queue
 from ocr_gateway.worker.engine import available_engines
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,9 +55,9 @@ import pymupdf
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 
+from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.dispatch.broker import dead_letter_queue, declare_queue, queue_depth
-from ocr_gateway.settings import Settings
+from ocr_gateway.messaging.amqp import dead_letter_queue, declare_queue, queue_depth
 
 TIMES = "\u00d7"
 MB = 1024 * 1024

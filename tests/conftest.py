@@ -17,13 +17,13 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from ocr_gateway.api.deps import Services
 from ocr_gateway.app import create_app
+from ocr_gateway.components import Components
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.dispatch.broker import dead_letter_queue
-from ocr_gateway.ingest.storage import Storage
-from ocr_gateway.settings import Settings
+from ocr_gateway.messaging.amqp import dead_letter_queue
+from ocr_gateway.rendering.storage import Storage
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -79,8 +79,8 @@ async def app(database: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture(scope="session")
-def services(app: FastAPI) -> Services:
-    services: Services = app.state.services
+def services(app: FastAPI) -> Components:
+    services: Components = app.state.components
     return services
 
 
@@ -108,13 +108,13 @@ async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChann
 
 
 @pytest.fixture(autouse=True)
-async def clean_state(services: Services) -> AsyncIterator[None]:
+async def clean_state(services: Components) -> AsyncIterator[None]:
     """Each test leaves no jobs, no starts, no files and empty queues behind it."""
     yield
     await services.control.stop()
     await services.dispatcher.halt()
-    for job_id in services.ingest.rendering_job_ids:
-        await services.ingest.cancel_render(job_id)
+    for job_id in services.renderer.rendering_job_ids:
+        await services.renderer.cancel_render(job_id)
     async with services.sessions.begin() as session:
         await session.execute(text("TRUNCATE jobs, pages, dispatch_requests CASCADE"))
     await services.storage.remove_all_job_dirs()
@@ -240,7 +240,7 @@ class Gateway:
     def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         self.app = app
         self.client = client
-        self.services: Services = app.state.services
+        self.services: Components = app.state.components
         self.settings = self.services.settings
 
 
@@ -291,7 +291,8 @@ async def seed_pages(
     rendering is not the point and thousands of pages are needed quickly."""
     from PIL import Image
 
-    from ocr_gateway.db import repository as repo
+    from ocr_gateway.jobs import repository as jobs_repo
+    from ocr_gateway.rendering import repository as repo
 
     if isinstance(target, Gateway):
         storage, sessions = target.services.storage, target.services.sessions
@@ -306,7 +307,7 @@ async def seed_pages(
         for number in range(1, pages + 1):
             storage.page_path(job_id, number).write_bytes(buffer.getvalue())
         async with sessions.begin() as session:
-            await repo.create_job(
+            await jobs_repo.create_job(
                 session,
                 job_id=job_id,
                 filename="seeded.pdf",
@@ -325,7 +326,7 @@ async def seed_pages(
     return ids
 
 
-async def page_counts(services: Services) -> dict[str, int]:
+async def page_counts(services: Components) -> dict[str, int]:
     async with services.sessions() as session:
         rows = (
             await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))

@@ -11,9 +11,9 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from ocr_gateway.api.deps import Services
 from ocr_gateway.app import create_app
-from ocr_gateway.dispatch.broker import queue_depth
+from ocr_gateway.components import Components
+from ocr_gateway.messaging.amqp import queue_depth
 from tests.conftest import blank_pdf, job_detail, make_settings, upload, wait_rendered, wait_until
 
 
@@ -50,7 +50,7 @@ async def test_list_jobs_newest_first_with_cursor_and_offset(client: httpx.Async
 
 
 async def test_delete_page_excludes_it_and_completes_the_job_without_it(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     accepted = await upload(client, "three.pdf", blank_pdf(3))
     job_id = accepted["job_id"]
@@ -82,7 +82,7 @@ async def test_delete_page_excludes_it_and_completes_the_job_without_it(
 
 
 async def test_delete_job_removes_folder_and_rows(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     accepted = await upload(client, "two.pdf", blank_pdf(2))
     job_id = accepted["job_id"]
@@ -100,7 +100,7 @@ async def test_delete_job_removes_folder_and_rows(
 
 
 async def test_delete_all_jobs_clears_files_rows_and_queue(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     ids = [(await upload(client, f"d{i}.pdf", blank_pdf(2)))["job_id"] for i in range(3)]
     for job_id in ids:
@@ -126,7 +126,7 @@ async def test_delete_all_jobs_clears_files_rows_and_queue(
 
 
 @pytest.fixture
-async def keyed_client(services: Services, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def keyed_client(services: Components, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """A second app process on the same database and queues, with an admin key set."""
     settings = make_settings(
         tmp_path,
@@ -188,7 +188,7 @@ def test_openapi_has_operation_ids_and_response_models(app: FastAPI) -> None:
 
 
 async def test_cors_is_closed_by_default_and_opens_to_configured_origins(
-    client: httpx.AsyncClient, services: Services, tmp_path: Path
+    client: httpx.AsyncClient, services: Components, tmp_path: Path
 ) -> None:
     preflight = {
         "Origin": "https://ui.example",

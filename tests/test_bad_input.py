@@ -25,7 +25,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from sqlalchemy import text
 
-from ocr_gateway.api.deps import Services
+from ocr_gateway.components import Components
 from tests.conftest import sample, wait_until
 
 BOUNDARY = "ocr-gateway-test-7d1f0c"
@@ -146,12 +146,12 @@ def pillow_image(fmt: str, *, frames: int = 1) -> bytes:
 # ------------------------------------------------------------------ checking the aftermath
 
 
-def admin_headers(services: Services) -> dict[str, str]:
+def admin_headers(services: Components) -> dict[str, str]:
     key = services.settings.admin_api_key
     return {} if key is None else {"X-API-Key": key.get_secret_value()}
 
 
-def stored_paths(services: Services) -> set[Path]:
+def stored_paths(services: Components) -> set[Path]:
     """Every file and folder under temp/ and files/, except the .gitignore placeholders."""
     found: set[Path] = set()
     for root in (services.settings.temp_dir, services.settings.files_dir):
@@ -159,7 +159,7 @@ def stored_paths(services: Services) -> set[Path]:
     return found
 
 
-async def count_rows(services: Services, table: str) -> int:
+async def count_rows(services: Components, table: str) -> int:
     async with services.sessions() as session:
         result = await session.execute(text(f"select count(*) from {table}"))
         return int(result.scalar_one())
@@ -167,7 +167,7 @@ async def count_rows(services: Services, table: str) -> int:
 
 async def assert_refused(
     response: httpx.Response,
-    services: Services,
+    services: Components,
     before: set[Path],
     *,
     status: int,
@@ -188,7 +188,7 @@ async def assert_refused(
 
 
 async def wait_render_over(
-    client: httpx.AsyncClient, services: Services, job_id: str
+    client: httpx.AsyncClient, services: Components, job_id: str
 ) -> dict[str, Any]:
     """Poll the job until its render task is over (all pages rendered, or the job failed)."""
     job: dict[str, Any] = {}
@@ -202,7 +202,7 @@ async def wait_render_over(
         finished = job["status"] == "failed" or job["rendered_pages"] == job["total_page_number"]
         return (
             finished
-            and job_uuid not in services.ingest.rendering_job_ids
+            and job_uuid not in services.renderer.rendering_job_ids
             and not services.storage.temp_path(job_uuid).exists()
         )
 
@@ -212,7 +212,7 @@ async def wait_render_over(
 
 async def assert_accepted(
     client: httpx.AsyncClient,
-    services: Services,
+    services: Components,
     response: httpx.Response,
     *,
     pages: int,
@@ -378,7 +378,7 @@ REFUSALS: dict[str, Refusal] = {
 
 @pytest.mark.parametrize("case", list(REFUSALS.values()), ids=list(REFUSALS))
 async def test_bad_upload_is_refused_and_leaves_nothing(
-    client: httpx.AsyncClient, services: Services, case: Refusal
+    client: httpx.AsyncClient, services: Components, case: Refusal
 ) -> None:
     before = stored_paths(services)
     headers = {} if case.content_type is None else {"Content-Type": case.content_type}
@@ -399,7 +399,7 @@ async def test_bad_upload_is_refused_and_leaves_nothing(
     ids=["gigapixel-header", "just-over-the-pixel-budget"],
 )
 async def test_decompression_bomb_png_is_refused(
-    client: httpx.AsyncClient, services: Services, width: int, height: int
+    client: httpx.AsyncClient, services: Components, width: int, height: int
 ) -> None:
     """A few hundred bytes of PNG declaring too many pixels is refused before any decoding."""
     data = bomb_png(width, height)
@@ -417,7 +417,7 @@ async def test_decompression_bomb_png_is_refused(
 
 
 async def test_oversized_upload_with_content_length_is_413(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     """A Content-Length far over the cap is refused before the body is read at all."""
     max_bytes = services.settings.max_upload_bytes
@@ -446,7 +446,7 @@ async def test_oversized_upload_with_content_length_is_413(
 
 
 async def test_upload_one_byte_over_the_cap_is_413(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     """One byte over passes the Content-Length pre-check, so the streaming count must catch it.
 
@@ -481,7 +481,7 @@ async def test_upload_one_byte_over_the_cap_is_413(
 
 
 async def test_oversized_chunked_upload_without_content_length_is_413(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     """Without Content-Length the cap is enforced as bytes arrive; reading stops right there."""
     max_bytes = services.settings.max_upload_bytes
@@ -514,7 +514,7 @@ async def test_oversized_chunked_upload_without_content_length_is_413(
 
 
 async def test_upload_of_exactly_the_cap_is_accepted(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     """The cap is inclusive: a valid PDF padded (in a comment) to exactly MAX_UPLOAD_BYTES."""
     data = read_sample("002-trivial-libre-office-writer.pdf")
@@ -529,7 +529,7 @@ async def test_upload_of_exactly_the_cap_is_accepted(
 
 
 async def test_xref_corrupt_pdf_is_repaired_and_accepted(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
     """Accepted behaviour, not a refusal: MuPDF rebuilds a garbled xref table by scanning the
     objects, so a PDF whose xref table and startxref offset are garbage still opens with its
@@ -554,7 +554,9 @@ IMAGES: dict[str, tuple[Callable[[], bytes], str, int]] = {
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-async def test_image_is_accepted(client: httpx.AsyncClient, services: Services, name: str) -> None:
+async def test_image_is_accepted(
+    client: httpx.AsyncClient, services: Components, name: str
+) -> None:
     build, media_type, pages = IMAGES[name]
     response = await client.post(
         "/ocrimage",
@@ -576,7 +578,7 @@ HOSTILE_NAMES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("raw", list(HOSTILE_NAMES.values()), ids=list(HOSTILE_NAMES))
 async def test_hostile_filename_is_stored_as_harmless_text(
-    client: httpx.AsyncClient, services: Services, tmp_path: Path, raw: bytes
+    client: httpx.AsyncClient, services: Components, tmp_path: Path, raw: bytes
 ) -> None:
     content = read_sample("002-trivial-libre-office-writer.pdf")
     before = stored_paths(services)
@@ -634,7 +636,7 @@ BAD_PATHS: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize(("method", "path"), BAD_PATHS, ids=[f"{m} {p}" for m, p in BAD_PATHS])
 async def test_bad_path_parameter_is_422_validation_error(
-    client: httpx.AsyncClient, services: Services, method: str, path: str
+    client: httpx.AsyncClient, services: Components, method: str, path: str
 ) -> None:
     response = await client.request(method, path, headers=admin_headers(services))
     assert response.status_code == 422, response.text

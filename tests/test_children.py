@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from ocr_gateway.children import EXIT_CONFIGURATION, Supervisor
+from ocr_gateway.launcher.children import EXIT_CONFIGURATION, Supervisor
 
 
 def _exiting_with(code: int, starts: list[float]) -> subprocess.Popen[bytes]:

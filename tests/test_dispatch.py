@@ -12,8 +12,8 @@ import orjson
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import text
 
-from ocr_gateway.api.deps import Services
-from ocr_gateway.dispatch.broker import queue_depth
+from ocr_gateway.components import Components
+from ocr_gateway.messaging.amqp import queue_depth
 from tests.conftest import (
     blank_pdf,
     drain,
@@ -27,7 +27,7 @@ from tests.conftest import (
 )
 
 
-async def _page_counts(services: Services) -> Counter[str]:
+async def _page_counts(services: Components) -> Counter[str]:
     async with services.sessions() as session:
         rows = (
             await session.execute(text("SELECT status, count(*) FROM pages GROUP BY status"))
@@ -46,7 +46,7 @@ async def _upload_pages(client: httpx.AsyncClient, jobs: int, pages: int) -> lis
 
 
 async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     total = 4 * 150
     await _upload_pages(client, jobs=4, pages=150)
@@ -112,7 +112,7 @@ async def _wait_received(received: list[tuple[str, int]], expected: int) -> None
 
 
 async def test_start_single_page_and_conflicts(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     (job_id,) = await _upload_pages(client, jobs=1, pages=3)
     response = await client.post(f"/admin/start/{job_id}/page/2")
@@ -157,7 +157,7 @@ async def test_start_single_page_and_conflicts(
 
 
 async def test_purge_queue_returns_queued_pages_to_pending(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     (job_id,) = await _upload_pages(client, jobs=1, pages=5)
     assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
@@ -184,7 +184,7 @@ async def test_purge_queue_returns_queued_pages_to_pending(
 
 
 async def test_rapid_stop_start_cycles_never_stall_publishing(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     """Stops land at every await of the dispatcher (claims, queue-depth queries, publishes);
     none may break the broker channels or strand a page."""

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 
 from ocr_gateway.app import create_app
-from ocr_gateway.dispatch.broker import queue_depth
+from ocr_gateway.messaging.amqp import queue_depth
 from tests.conftest import (
     Gateway,
     drain,
@@ -158,7 +158,7 @@ async def test_render_that_runs_forever_fails_the_job_and_the_pool_recovers(
     async with isolated_gateway(
         tmp_path, render_page_timeout_s=1.5, render_max_attempts=2
     ) as gateway:
-        pool = gateway.services.ingest.render_pool
+        pool = gateway.services.renderer.render_pool
         accepted = await upload(gateway.client, "endless.pdf", heavy)
 
         async def failed() -> bool:
@@ -304,14 +304,14 @@ async def test_two_app_processes_share_the_work_and_one_stop_halts_both(
                 total = 4000
                 assert (await first.client.post("/admin/start")).status_code == 202
                 await _wait_count(first, "queued", 300)
-                assert second_app.state.services.dispatcher.publishing, "both processes publish"
+                assert second_app.state.components.dispatcher.publishing, "both processes publish"
                 assert (await second.post("/admin/stop")).status_code == 202
 
                 async def both_halted() -> bool:
                     counts = await page_counts(first.services)
                     idle = not (
                         first.services.dispatcher.publishing
-                        or second_app.state.services.dispatcher.publishing
+                        or second_app.state.components.dispatcher.publishing
                     )
                     return idle and counts.get("publishing", 0) == 0
 
@@ -326,5 +326,5 @@ async def test_two_app_processes_share_the_work_and_one_stop_halts_both(
                 received = await _all_messages(channel, first.settings.pages_queue)
                 assert len(received) == total, "no page published twice by the two processes"
                 assert set(received) == {(str(j), n) for j in jobs for n in range(1, 201)}
-                assert second_app.state.services.dispatcher.published > 0
+                assert second_app.state.components.dispatcher.published > 0
                 assert first.services.dispatcher.published > 0

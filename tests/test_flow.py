@@ -15,8 +15,8 @@ from aio_pika.abc import AbstractChannel
 from PIL import Image
 from sqlalchemy import text
 
-from ocr_gateway.api.deps import Services
-from ocr_gateway.dispatch.broker import queue_depth
+from ocr_gateway.components import Components
+from ocr_gateway.messaging.amqp import queue_depth
 from tests.conftest import (
     drain,
     job_detail,
@@ -28,7 +28,7 @@ from tests.conftest import (
 
 
 async def test_geotopo_renders_117_pngs_and_publishes_117_messages(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     source = sample("GeoTopo-komprimiert.pdf")
     accepted = await upload(client, source)
@@ -87,7 +87,7 @@ async def _send_result(channel: AbstractChannel, queue: str, payload: object) ->
 
 
 async def test_results_complete_the_job_and_duplicates_count_once(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     accepted = await upload(client, sample("pdflatex-4-pages.pdf"))
     job_id = accepted["job_id"]
@@ -160,7 +160,7 @@ async def _queue_empty(channel: AbstractChannel, name: str) -> bool:
 
 
 async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     results_queue = services.settings.results_queue
     await _send_result(
@@ -193,7 +193,9 @@ async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
         assert (await session.scalar(text("SELECT count(*) FROM pages WHERE text = 'ok'"))) == 1
 
 
-async def test_image_upload_becomes_one_page(client: httpx.AsyncClient, services: Services) -> None:
+async def test_image_upload_becomes_one_page(
+    client: httpx.AsyncClient, services: Components
+) -> None:
     accepted = await upload(client, sample("image.jpg"), kind="image")
     assert accepted["total_page_number"] == 1
     job = await wait_rendered(client, accepted["job_id"])

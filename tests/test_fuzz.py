@@ -14,7 +14,7 @@ from schemathesis.checks import (
 )
 
 from ocr_gateway.app import create_app
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.settings import Settings
 
 MAX_EXAMPLES = 25
 # What the gateway promises: no 5xx, and every answer is one its schema documents. Acceptance of

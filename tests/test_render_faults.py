@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from ocr_gateway.api.deps import Services
+from ocr_gateway.components import Components
 from tests.conftest import (
     isolated_gateway,
     job_detail,
@@ -22,9 +22,9 @@ from tests.conftest import (
 
 
 async def test_killed_render_worker_is_replaced_and_the_job_still_finishes(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Components
 ) -> None:
-    pool = services.ingest.render_pool
+    pool = services.renderer.render_pool
     rebuilds_before = pool.rebuilds
     accepted = await upload(client, sample("GeoTopo-komprimiert.pdf"))
     job_id = accepted["job_id"]
@@ -53,7 +53,7 @@ async def test_worker_that_dies_on_every_try_fails_the_job_after_bounded_tries(
     """A page that crashes its renderer each time (a MuPDF segfault looks the same to the pool
     as a SIGKILL): the job fails with the reason, and the next upload renders normally."""
     async with isolated_gateway(tmp_path, render_max_attempts=2) as gateway:
-        pool = gateway.services.ingest.render_pool
+        pool = gateway.services.renderer.render_pool
         stop_killing = asyncio.Event()
 
         async def kill_every_worker() -> None:

@@ -20,10 +20,10 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import text
 
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.db.session import SessionFactory, build_engine, build_session_factory
-from ocr_gateway.ingest.storage import Storage
-from ocr_gateway.settings import Settings
+from ocr_gateway.rendering.storage import Storage
 from tests.conftest import (
     RUN_ID,
     _delete_queues,
@@ -94,7 +94,7 @@ async def count_status(sessions: SessionFactory, status: str) -> int:
 
 @pytest.fixture
 async def spawned() -> AsyncIterator[list[ServiceProcess]]:
-    """Services started by a test; killed at its end whatever happened."""
+    """Components started by a test; killed at its end whatever happened."""
     processes: list[ServiceProcess] = []
     yield processes
     for process in processes:

@@ -27,10 +27,10 @@ import pymupdf
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from ocr_gateway.api.deps import Services
-from ocr_gateway.children import start_workers, stop_children
-from ocr_gateway.dispatch.broker import dead_letter_queue, queue_depth
-from ocr_gateway.settings import Settings
+from ocr_gateway.components import Components
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.launcher.children import start_workers, stop_children
+from ocr_gateway.messaging.amqp import dead_letter_queue, queue_depth
 from ocr_gateway.worker.consumer import OcrWorker
 from ocr_gateway.worker.layout import Box, OcrOutput, reading_order, to_output
 from tests.conftest import (
@@ -163,7 +163,7 @@ def text_layer_words(path: Path) -> set[str]:
 
 @needs_ocr
 async def test_a_worker_turns_an_uploaded_pdf_into_text_with_boxes(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     source = sample(SHORT_PAGE)
     accepted = await upload(client, source)
@@ -196,7 +196,7 @@ async def test_a_worker_turns_an_uploaded_pdf_into_text_with_boxes(
 
 @needs_ocr
 async def test_a_worker_killed_mid_page_leaves_the_page_to_the_next_worker(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     settings = services.settings
     accepted = await upload(client, sample(SHORT_PAGE))
@@ -228,7 +228,7 @@ async def test_a_worker_killed_mid_page_leaves_the_page_to_the_next_worker(
 
 @needs_ocr
 async def test_a_page_delivered_twice_is_counted_once(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     settings = services.settings
     accepted = await upload(client, "one.pdf", blank_pdf(1))
@@ -271,7 +271,7 @@ async def test_a_page_delivered_twice_is_counted_once(
 
 @needs_ocr
 async def test_serve_starts_and_stops_its_workers(
-    services: Services, channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch
+    services: Components, channel: AbstractChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = services.settings
     for key, value in worker_env(settings).items():
@@ -299,7 +299,7 @@ async def test_serve_starts_and_stops_its_workers(
 
 
 async def test_unreadable_messages_are_dead_lettered_and_ocr_errors_become_failed_results(
-    client: httpx.AsyncClient, services: Services, channel: AbstractChannel
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     settings = services.settings
 
@@ -408,7 +408,7 @@ def test_the_tesseract_engine_reads_a_rendered_page() -> None:
     assert output.boxes and all(0 <= (box["confidence"] or 0) <= 1 for box in output.boxes)
 
 
-def test_a_worker_without_its_engine_exits_with_a_clear_message(services: Services) -> None:
+def test_a_worker_without_its_engine_exits_with_a_clear_message(services: Components) -> None:
     env = worker_env(services.settings, PATH="/nonexistent", OCR_GATEWAY_OCR_ENGINE="tesseract")
     completed = subprocess.run(
         [sys.executable, "-m", "ocr_gateway.worker"],

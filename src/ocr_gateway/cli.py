@@ -7,8 +7,8 @@ import logging
 import signal
 import sys
 
-from ocr_gateway.children import Supervisor, start_dispatcher, start_worker
-from ocr_gateway.settings import get_settings
+from ocr_gateway.core.settings import get_settings
+from ocr_gateway.launcher.children import Supervisor, start_dispatcher, start_worker
 
 log = logging.getLogger("ocr_gateway.cli")
 
@@ -97,7 +97,7 @@ def _run(argv: list[str] | None) -> None:
         import uvicorn
 
         from ocr_gateway.app import create_app
-        from ocr_gateway.logging_setup import configure_logging
+        from ocr_gateway.core.logging import configure_logging
 
         configure_logging(settings.logs_dir, settings.log_level)
         count = settings.run_workers if args.workers is None else args.workers

@@ -1,54 +1,62 @@
-"""Dependencies: the services built in the lifespan, and the admin API-key check."""
+"""FastAPI dependencies: each route asks for the one component it uses, and admin routes for
+the admin key. The components are built in the app's lifespan (`ocr_gateway.components`)."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.components import Components
+from ocr_gateway.core.errors import Unauthorized
+from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.control import DispatchControl
-from ocr_gateway.dispatch.dispatcher import Dispatcher
-from ocr_gateway.errors import Unauthorized
-from ocr_gateway.ingest.jobs import JobService
-from ocr_gateway.ingest.service import IngestService
-from ocr_gateway.ingest.storage import Storage
-from ocr_gateway.settings import Settings
+from ocr_gateway.jobs.service import JobService
+from ocr_gateway.uploads.service import UploadService
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything long-lived, built in the lifespan and closed after it."""
-
-    settings: Settings
-    sessions: SessionFactory
-    broker: Broker
-    storage: Storage
-    ingest: IngestService
-    jobs: JobService
-    dispatcher: Dispatcher | None  # None: publishing runs in the dispatcher process
-    control: DispatchControl
+def _components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def get_settings(request: Request) -> Settings:
+    return _components(request).settings
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+def get_uploads(request: Request) -> UploadService:
+    return _components(request).uploads
+
+
+def get_jobs(request: Request) -> JobService:
+    return _components(request).jobs
+
+
+def get_dispatch_control(request: Request) -> DispatchControl:
+    return _components(request).control
+
+
+def get_health_probe(request: Request) -> Components:
+    """The health check looks at the database and the broker themselves."""
+    return _components(request)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+UploadsDep = Annotated[UploadService, Depends(get_uploads)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+DispatchDep = Annotated[DispatchControl, Depends(get_dispatch_control)]
+HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="AdminApiKey")
 
 
 def require_admin_key(
-    services: ServicesDep, api_key: Annotated[str | None, Security(_api_key_header)]
+    settings: SettingsDep, api_key: Annotated[str | None, Security(_api_key_header)]
 ) -> None:
     """Admin routes need `X-API-Key` when `OCR_GATEWAY_ADMIN_API_KEY` is set (constant time)."""
-    expected = services.settings.admin_api_key
+    expected = settings.admin_api_key
     if expected is None:
         return
     given = (api_key or "").encode()

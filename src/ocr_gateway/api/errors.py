@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ocr_gateway.errors import GatewayError
+from ocr_gateway.core.errors import GatewayError
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
-"""Response models: every route declares one, so generated clients get real types."""
+"""Response models of the upload, dispatch and health routes; the job models are in
+`jobs.schemas`. Every route declares one, so generated clients get real types."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 
 class ErrorResponse(BaseModel):
@@ -20,46 +20,6 @@ class UploadAccepted(BaseModel):
     filename: str
     media_type: str
     total_page_number: int
-
-
-class JobSummary(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    job_id: uuid.UUID
-    filename: str
-    media_type: str
-    status: str
-    total_page_number: int
-    rendered_pages: int
-    completed_pages: int
-    failed_pages: int
-    excluded_pages: list[int]
-    error: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-class JobList(BaseModel):
-    items: list[JobSummary]
-    next_cursor: str | None
-    limit: int
-
-
-class PageDetail(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    page_number: int
-    path: str
-    status: str
-    text: str | None
-    error: str | None
-    boxes: list[dict[str, Any]] | None
-    publish_attempts: int
-    updated_at: dt.datetime
-
-
-class JobDetail(JobSummary):
-    pages: list[PageDetail]
 
 
 class StartAccepted(BaseModel):

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

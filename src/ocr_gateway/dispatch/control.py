@@ -13,13 +13,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from ocr_gateway.db import repository as repo
+from ocr_gateway.core.errors import Conflict, NotFound
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import PageStatus
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.dispatch import repository as repo
 from ocr_gateway.dispatch.dispatcher import Dispatcher
-from ocr_gateway.errors import Conflict, NotFound
-from ocr_gateway.settings import Settings
+from ocr_gateway.jobs import repository as jobs_repo
+from ocr_gateway.messaging.amqp import Broker
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class DispatchControl:
 
     async def start_job(self, job_id: uuid.UUID) -> StartScheduled:
         async with self.sessions.begin() as session:
-            job = await repo.get_job(session, job_id)
+            job = await jobs_repo.get_job(session, job_id)
             if job is None:
                 raise NotFound(f"job {job_id} does not exist")
             if job.error is not None:
@@ -76,15 +77,15 @@ class DispatchControl:
 
     async def start_page(self, job_id: uuid.UUID, page_number: int) -> StartScheduled:
         async with self.sessions.begin() as session:
-            job = await repo.lock_job(session, job_id)
-            page = await repo.get_page(session, job_id, page_number) if job else None
+            job = await jobs_repo.lock_job(session, job_id)
+            page = await jobs_repo.get_page(session, job_id, page_number) if job else None
             if job is None or page is None:
                 raise NotFound(f"page {page_number} of job {job_id} does not exist")
             if job.error is not None:
                 raise Conflict(f"job {job_id} failed: {job.error}")
             if page.status == PageStatus.FAILED:
                 await repo.reset_failed_page(session, page.id)
-                await repo.refresh_job_progress(session, job_id)
+                await jobs_repo.refresh_job_progress(session, job_id)
             elif page.status != PageStatus.PENDING:
                 raise Conflict(f"page {page_number} of job {job_id} is already {page.status}")
             await repo.add_dispatch_request(session, job_id, page_number)

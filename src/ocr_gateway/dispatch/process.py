@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 
-from ocr_gateway.background import cancel_all, stop_with_parent, supervise
-from ocr_gateway.db.session import build_engine, build_session_factory
-from ocr_gateway.dispatch.broker import Broker
+from ocr_gateway.core.logging import configure_logging
+from ocr_gateway.core.process_pool import lower_priority
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.core.tasks import cancel_all, stop_with_parent, supervise
+from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.dispatch.dispatcher import Dispatcher
-from ocr_gateway.logging_setup import configure_logging
-from ocr_gateway.process_pool import lower_priority
-from ocr_gateway.settings import Settings
+from ocr_gateway.messaging.amqp import Broker
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import logging
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.dispatch.broker import Broker, declare_queue
-from ocr_gateway.results.messages import ResultMessage
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.messaging.amqp import Broker, declare_queue
+from ocr_gateway.messaging.contracts import ResultMessage
 from ocr_gateway.results.service import ResultOutcome, store_result
-from ocr_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import logging
 
-from ocr_gateway.db import repository as repo
+from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import PageStatus
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.results.messages import ResultMessage
+from ocr_gateway.jobs import repository as jobs_repo
+from ocr_gateway.messaging.contracts import ResultMessage
+from ocr_gateway.results import repository as repo
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
     done pages; a page already done is never changed again, so redeliveries change nothing.
     """
     async with sessions.begin() as session:
-        if await repo.lock_job(session, result.job_id) is None:
+        if await jobs_repo.lock_job(session, result.job_id) is None:
             return ResultOutcome.UNKNOWN
         changed = await repo.store_page_result(
             session,
@@ -38,9 +39,9 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
             boxes=[box.model_dump() for box in result.boxes] if result.boxes else None,
         )
         if not changed:
-            exists = await repo.get_page(session, result.job_id, result.page_number)
+            exists = await jobs_repo.get_page(session, result.job_id, result.page_number)
             return ResultOutcome.DUPLICATE if exists is not None else ResultOutcome.UNKNOWN
-        status = await repo.refresh_job_progress(session, result.job_id)
+        status = await jobs_repo.refresh_job_progress(session, result.job_id)
     log.info(
         "result stored job_id=%s page_number=%d status=%s job_status=%s",
         result.job_id,

@@ -27,21 +27,20 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
-from ocr_gateway.background import stop_with_parent
-from ocr_gateway.dispatch.broker import (
+from ocr_gateway.core.logging import configure_logging
+from ocr_gateway.core.process_pool import WorkerLost
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.core.tasks import stop_with_parent
+from ocr_gateway.messaging.amqp import (
     CONNECT_TIMEOUT_S,
     PublishFailed,
     declare_queue,
     publish_confirmed,
     reopen_if_closed,
 )
-from ocr_gateway.logging_setup import configure_logging
-from ocr_gateway.process_pool import WorkerLost
-from ocr_gateway.results.messages import ResultMessage
-from ocr_gateway.settings import Settings
+from ocr_gateway.messaging.contracts import PageMessage, ResultMessage
 from ocr_gateway.worker.engine import EngineUnavailable, check_engine
 from ocr_gateway.worker.layout import OcrOutput
-from ocr_gateway.worker.messages import PageMessage, done_result, failed_result
 from ocr_gateway.worker.process import (
     START_TIMEOUT_S,
     PageImageInvalid,
@@ -74,8 +73,8 @@ class ResultPublisher:
         await publish_confirmed(
             self._open,
             self.queue,
-            result.model_dump_json(exclude_none=True).encode(),
-            message_id=f"{result.job_id}:{result.page_number}",
+            result.encode(),
+            message_id=result.message_id,
             timeout=self.timeout,
         )
 
@@ -203,7 +202,8 @@ class OcrWorker:
         )
         started = time.monotonic()
         try:
-            result = done_result(page, await self.recognize(page.image_base64))
+            output = await self.recognize(page.image_base64)
+            result = ResultMessage.done(page, output.text, output.boxes)
         except WorkerLost as exc:
             if not message.redelivered:
                 # Perhaps another page crashed the pool: one more try, then a failed result.
@@ -215,11 +215,11 @@ class OcrWorker:
                 )
                 await _settle(message, message.nack(requeue=True))
                 return
-            result = failed_result(page, f"{exc} (twice)")
+            result = ResultMessage.failed(page, f"{exc} (twice)")
         except PageImageInvalid as exc:
-            result = failed_result(page, str(exc))
+            result = ResultMessage.failed(page, str(exc))
         except Exception as exc:
-            result = failed_result(page, f"OCR failed: {type(exc).__name__}: {exc}")
+            result = ResultMessage.failed(page, f"OCR failed: {type(exc).__name__}: {exc}")
         assert self._publisher is not None
         try:
             await self._publisher.publish(result)

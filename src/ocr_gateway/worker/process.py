@@ -17,7 +17,7 @@ import os
 import threading
 import time
 
-from ocr_gateway.process_pool import ProcessPool
+from ocr_gateway.core.process_pool import ProcessPool
 from ocr_gateway.worker.engine import OcrEngine, build_engine
 from ocr_gateway.worker.layout import OcrOutput
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -28,3 +29,8 @@ def build_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
 
 def build_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(session: AsyncSession) -> None:
+    """A round trip to the database, for the health check."""
+    await session.execute(text("SELECT 1"))

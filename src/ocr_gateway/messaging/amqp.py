@@ -19,7 +19,7 @@ from aio_pika.abc import (
 )
 from pamqp.commands import Basic
 
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

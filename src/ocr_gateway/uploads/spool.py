@@ -15,8 +15,8 @@ from pathlib import Path
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ocr_gateway.errors import MalformedRequest, UnsupportedMediaType, UploadTooLarge
-from ocr_gateway.ingest.media import SNIFF_BYTES, MediaType, sniff
+from ocr_gateway.core.errors import MalformedRequest, UnsupportedMediaType, UploadTooLarge
+from ocr_gateway.uploads.media import SNIFF_BYTES, MediaType, sniff
 
 FILE_FIELD = "file"
 WRITE_SLICE = 1024 * 1024

@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ocr_gateway.db import repository as repo
+from ocr_gateway.core.errors import MalformedRequest, NotFound
+from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import Job, Page
-from ocr_gateway.db.session import SessionFactory
 from ocr_gateway.dispatch.control import DispatchControl
-from ocr_gateway.errors import MalformedRequest, NotFound
-from ocr_gateway.ingest.service import IngestService
-from ocr_gateway.ingest.storage import Storage
+from ocr_gateway.jobs import repository as repo
+from ocr_gateway.rendering.service import Renderer
+from ocr_gateway.rendering.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,12 @@ class JobService:
         self,
         sessions: SessionFactory,
         storage: Storage,
-        ingest: IngestService,
+        renderer: Renderer,
         control: DispatchControl,
     ) -> None:
         self.sessions = sessions
         self.storage = storage
-        self.ingest = ingest
+        self.renderer = renderer
         self.control = control
 
     async def list_open(self, *, limit: int, cursor: str | None, offset: int) -> JobPage:
@@ -86,7 +86,7 @@ class JobService:
         async with self.sessions.begin() as session:
             if not await repo.delete_job(session, job_id):
                 raise NotFound(f"job {job_id} does not exist")
-        await self.ingest.cancel_render(job_id)
+        await self.renderer.cancel_render(job_id)
         await self.storage.remove_job_dir(job_id)
         await self.storage.remove_file(self.storage.temp_path(job_id))
         log.info("job deleted job_id=%s", job_id)
@@ -94,8 +94,8 @@ class JobService:
     async def delete_all(self) -> None:
         """Stop publishing, delete every job's rows and files, and purge the pages queue."""
         await self.control.stop_and_drain()
-        for job_id in self.ingest.rendering_job_ids:
-            await self.ingest.cancel_render(job_id)
+        for job_id in self.renderer.rendering_job_ids:
+            await self.renderer.cancel_render(job_id)
         async with self.sessions.begin() as session:
             deleted = await repo.delete_all_jobs(session)
         await self.storage.remove_all_job_dirs()

@@ -1,4 +1,4 @@
-"""Accepting uploads and rendering their pages in the background, resumable after a crash."""
+"""Rendering uploads' pages in the background, in the render pool, resumable after a crash."""
 
 from __future__ import annotations
 
@@ -6,42 +6,24 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import anyio
 
-from ocr_gateway.db import repository as repo
-from ocr_gateway.db.session import SessionFactory
-from ocr_gateway.errors import BadUpload, PageTooLarge, TooManyPages
-from ocr_gateway.ingest.documents import (
-    Inspection,
-    RenderFailure,
-    RenderOptions,
-    inspect_document,
-    render_pages,
-)
-from ocr_gateway.ingest.media import MediaType
-from ocr_gateway.ingest.spool import spool_upload
-from ocr_gateway.ingest.storage import Storage
-from ocr_gateway.process_pool import ProcessPool, WorkerLost
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.process_pool import ProcessPool, WorkerLost
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.jobs import repository as jobs_repo
+from ocr_gateway.rendering import repository as repo
+from ocr_gateway.rendering.mupdf import RenderOptions
+from ocr_gateway.rendering.pages import RenderFailure, render_pages
+from ocr_gateway.rendering.storage import Storage
 
 log = logging.getLogger(__name__)
 
-INSPECT_TIMEOUT_S = 60.0
 
-
-@dataclass(frozen=True, slots=True)
-class AcceptedUpload:
-    job_id: uuid.UUID
-    filename: str
-    media_type: MediaType
-    total_page_number: int
-
-
-class IngestService:
-    """Owns the upload path and the render tasks of this process."""
+class Renderer:
+    """Owns the render tasks of this process and their leases."""
 
     def __init__(
         self,
@@ -49,13 +31,11 @@ class IngestService:
         sessions: SessionFactory,
         storage: Storage,
         render_pool: ProcessPool,
-        inspect_pool: ProcessPool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
         self.render_pool = render_pool
-        self.inspect_pool = inspect_pool
         self.options = RenderOptions(
             dpi=settings.render_dpi,
             grayscale=settings.render_grayscale,
@@ -65,78 +45,7 @@ class IngestService:
 
     # ------------------------------------------------------------ upload
 
-    async def accept_upload(
-        self,
-        body: AsyncIterator[bytes],
-        content_type: str | None,
-        content_length: str | None,
-        accepted: frozenset[MediaType],
-    ) -> AcceptedUpload:
-        """Spool, inspect and record an upload, then render it in the background.
-
-        A refused upload raises a GatewayError and leaves no file and no row behind.
-        """
-        job_id = uuid.uuid4()
-        temp_path = self.storage.temp_path(job_id)
-        upload = await spool_upload(
-            body,
-            content_type,
-            content_length,
-            temp_path,
-            max_bytes=self.settings.max_upload_bytes,
-            accepted=accepted,
-        )
-        try:
-            inspection = await self._inspect(str(temp_path), upload.media_type)
-            async with self.sessions.begin() as session:
-                await repo.create_job(
-                    session,
-                    job_id=job_id,
-                    filename=upload.filename,
-                    media_type=upload.media_type,
-                    total_page_number=inspection.page_count,
-                    render_lease_s=self.settings.render_lease_s,
-                )
-        except BaseException:
-            await self.storage.remove_file(temp_path)
-            raise
-        log.info(
-            "upload accepted job_id=%s filename=%r media_type=%s bytes=%d pages=%d",
-            job_id,
-            upload.filename,
-            upload.media_type,
-            upload.size,
-            inspection.page_count,
-        )
-        self._schedule_render(
-            job_id, upload.media_type, range(1, inspection.page_count + 1), attempt=1
-        )
-        return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
-
-    async def _inspect(self, path: str, media_type: MediaType) -> Inspection:
-        try:
-            result = await self.inspect_pool.run(
-                inspect_document,
-                path,
-                media_type.value,
-                self.settings.max_pages,
-                self.options,
-                timeout=INSPECT_TIMEOUT_S,
-            )
-        except WorkerLost as exc:
-            raise BadUpload(f"the document could not be parsed ({exc})") from exc
-        if result.problem is None:
-            return result
-        log.info("upload refused problem=%s detail=%s", result.problem, result.detail)
-        if result.problem == "too_many_pages":
-            raise TooManyPages(result.detail)
-        if result.problem == "page_too_large":
-            raise PageTooLarge(result.detail)
-        raise BadUpload(result.detail)
-
-    # ------------------------------------------------------------ rendering
-
-    def _schedule_render(
+    def schedule(
         self, job_id: uuid.UUID, media_type: str, pages: Iterable[int], *, attempt: int
     ) -> None:
         task = asyncio.create_task(
@@ -195,11 +104,11 @@ class IngestService:
             return
         async with self.sessions.begin() as session:
             if failure is not None:
-                await repo.fail_job(session, job_id, f"rendering failed: {failure}")
+                await jobs_repo.fail_job(session, job_id, f"rendering failed: {failure}")
             else:
                 await repo.finish_render(session, job_id)
-            if await repo.lock_job(session, job_id) is not None:
-                await repo.refresh_job_progress(session, job_id)
+            if await jobs_repo.lock_job(session, job_id) is not None:
+                await jobs_repo.refresh_job_progress(session, job_id)
         await self.storage.remove_file(source)
         if failure is not None:
             log.error("render failed job_id=%s reason=%s", job_id, failure)
@@ -258,12 +167,12 @@ class IngestService:
                 reason = "the upload was lost before rendering finished"
             else:
                 log.info("render resumed job_id=%s missing=%d", claim.job_id, len(missing))
-                self._schedule_render(
+                self.schedule(
                     claim.job_id, claim.media_type, missing, attempt=claim.render_attempts
                 )
                 continue
             async with self.sessions.begin() as session:
-                await repo.fail_job(session, claim.job_id, reason)
+                await jobs_repo.fail_job(session, claim.job_id, reason)
             await self.storage.remove_file(source)
             log.error("render abandoned job_id=%s reason=%s", claim.job_id, reason)
         return len(claims)
@@ -275,13 +184,6 @@ class IngestService:
                 await repo.renew_render_leases(
                     session, mine, render_lease_s=self.settings.render_lease_s
                 )
-
-    async def remove_orphan_uploads(self) -> None:
-        async with self.sessions() as session:
-            known = await repo.all_job_ids(session)
-        removed = await self.storage.remove_orphan_uploads(known, self.settings.orphan_temp_age_s)
-        for path in removed:
-            log.info("orphaned upload removed path=%s", path.name)
 
     async def cancel_render(self, job_id: uuid.UUID) -> None:
         task = self._renders.get(job_id)

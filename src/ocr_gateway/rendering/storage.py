@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from ocr_gateway.settings import Settings
+from ocr_gateway.core.settings import Settings
 
 TEMP_SUFFIX = ".upload"
 

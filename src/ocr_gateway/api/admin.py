@@ -1,0 +1,137 @@
+"""The operator's routes under /admin: jobs, publishing start and stop, and deletes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from ocr_gateway.api.deps import DispatchDep, JobsDep, require_admin_key
+from ocr_gateway.api.openapi import ERRORS, JobId, PageNumber
+from ocr_gateway.api.schemas import ActionAccepted, Deleted, StartAccepted
+from ocr_gateway.dispatch.control import StartScheduled
+from ocr_gateway.jobs.schemas import JobDetail, JobList, JobSummary, PageDetail
+
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)], responses=ERRORS
+)
+
+
+@router.get("/jobs", operation_id="list_jobs", response_model=JobList)
+async def list_jobs(
+    jobs: JobsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobList:
+    """Jobs that are not completed yet, newest first."""
+    page = await jobs.list_open(limit=limit, cursor=cursor, offset=offset)
+    return JobList(
+        items=[JobSummary.model_validate(job) for job in page.items],
+        next_cursor=page.next_cursor,
+        limit=limit,
+    )
+
+
+@router.get("/job/{job_id}", operation_id="get_job", response_model=JobDetail)
+async def get_job(jobs: JobsDep, job_id: JobId) -> JobDetail:
+    """One job with its counters and pages."""
+    job, pages = await jobs.get(job_id)
+    summary = JobSummary.model_validate(job)
+    return JobDetail(**summary.model_dump(), pages=[PageDetail.model_validate(p) for p in pages])
+
+
+def _started(scheduled: StartScheduled) -> StartAccepted:
+    return StartAccepted(
+        scope=scheduled.scope,
+        job_id=scheduled.job_id,
+        page_number=scheduled.page_number,
+        pending_pages=scheduled.pending_pages,
+    )
+
+
+@router.post(
+    "/start",
+    operation_id="start_all",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StartAccepted,
+)
+async def start_all(control: DispatchDep) -> StartAccepted:
+    """Publish every pending page of every job, until none is left or a stop."""
+    return _started(await control.start_all())
+
+
+@router.post(
+    "/start/{job_id}",
+    operation_id="start_job",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StartAccepted,
+)
+async def start_job(control: DispatchDep, job_id: JobId) -> StartAccepted:
+    """Publish the pending pages of one job."""
+    return _started(await control.start_job(job_id))
+
+
+@router.post(
+    "/start/{job_id}/page/{page_number}",
+    operation_id="start_page",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StartAccepted,
+)
+async def start_page(control: DispatchDep, job_id: JobId, page_number: PageNumber) -> StartAccepted:
+    """Publish one page (a failed page is reset to pending first)."""
+    return _started(await control.start_page(job_id, page_number))
+
+
+@router.post(
+    "/stop",
+    operation_id="stop_publishing",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ActionAccepted,
+)
+async def stop_publishing(control: DispatchDep) -> ActionAccepted:
+    """Stop publishing in every app process; unconfirmed pages return to pending."""
+    cleared = await control.stop()
+    return ActionAccepted(action="stop", detail=f"{cleared} start request(s) cancelled")
+
+
+@router.delete(
+    "/delete/job/{job_id}/page/{page_number}", operation_id="delete_page", response_model=Deleted
+)
+async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> Deleted:
+    """Remove one page: its PNG and its row; its number joins the job's excluded_pages."""
+    await jobs.delete_page(job_id, page_number)
+    return Deleted(deleted="page", job_id=job_id, page_number=page_number)
+
+
+@router.delete("/delete/job/{job_id}", operation_id="delete_job", response_model=Deleted)
+async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
+    """Remove one job: its folder under files/ and its rows."""
+    await jobs.delete_job(job_id)
+    return Deleted(deleted="job", job_id=job_id)
+
+
+@router.delete(
+    "/delete/jobs",
+    operation_id="delete_all_jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ActionAccepted,
+)
+async def delete_all_jobs(jobs: JobsDep, control: DispatchDep) -> ActionAccepted:
+    """Stop publishing, remove every job from files/ and the DB, and purge the pages queue."""
+    control.spawn(jobs.delete_all())
+    return ActionAccepted(action="delete_all_jobs", detail="scheduled")
+
+
+@router.delete(
+    "/delete/queue",
+    operation_id="purge_pages_queue",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ActionAccepted,
+)
+async def purge_pages_queue(control: DispatchDep) -> ActionAccepted:
+    """Stop publishing, purge the pages queue, and return queued pages to pending."""
+    control.spawn(control.purge_queue())
+    return ActionAccepted(action="purge_pages_queue", detail="scheduled")

@@ -1,0 +1,42 @@
+"""OpenAPI pieces shared by the routers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Path
+
+from ocr_gateway.api.schemas import ErrorResponse
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
+}
+
+
+def multipart_body(description: str) -> dict[str, Any]:
+    """OpenAPI for a streamed multipart body: the route reads it itself, FastAPI does not."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": description,
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+
+JobId = Annotated[uuid.UUID, Path(description="The job's UUID")]
+PageNumber = Annotated[int, Path(ge=1, le=1_000_000, description="1-based page number")]

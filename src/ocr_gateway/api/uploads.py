@@ -1,0 +1,54 @@
+"""The upload routes: `/ocrpdf` and `/ocrimage` stream a file in and answer 202 with its job."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from ocr_gateway.api.deps import UploadsDep
+from ocr_gateway.api.openapi import ERRORS, multipart_body
+from ocr_gateway.api.schemas import UploadAccepted
+from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
+from ocr_gateway.uploads.service import UploadService
+
+router = APIRouter(tags=["uploads"], responses=ERRORS)
+
+
+async def _accept(
+    uploads: UploadService, request: Request, accepted: frozenset[MediaType]
+) -> UploadAccepted:
+    upload = await uploads.accept_upload(
+        request.stream(),
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        accepted,
+    )
+    return UploadAccepted(
+        job_id=upload.job_id,
+        filename=upload.filename,
+        media_type=upload.media_type.value,
+        total_page_number=upload.total_page_number,
+    )
+
+
+@router.post(
+    "/ocrpdf",
+    operation_id="upload_pdf",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+    openapi_extra=multipart_body("A PDF document"),
+)
+async def upload_pdf(uploads: UploadsDep, request: Request) -> UploadAccepted:
+    """Upload a PDF; its pages are rendered to PNG in the background."""
+    return await _accept(uploads, request, PDF_TYPES)
+
+
+@router.post(
+    "/ocrimage",
+    operation_id="upload_image",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+    openapi_extra=multipart_body("A PNG, JPEG, TIFF (multi-page too), BMP or WebP image"),
+)
+async def upload_image(uploads: UploadsDep, request: Request) -> UploadAccepted:
+    """Upload an image; each frame becomes one page."""
+    return await _accept(uploads, request, IMAGE_TYPES)

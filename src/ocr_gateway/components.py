@@ -1,0 +1,112 @@
+"""The API process's composition root: every long-lived object is built, started and closed here.
+
+Routes never see this object; each takes the one component it needs through `api.deps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocr_gateway.core.process_pool import ProcessPool, lower_priority
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.core.tasks import cancel_all, every, supervise
+from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
+from ocr_gateway.dispatch.control import DispatchControl
+from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.jobs.service import JobService
+from ocr_gateway.messaging.amqp import Broker
+from ocr_gateway.rendering.mupdf import warm_up
+from ocr_gateway.rendering.service import Renderer
+from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.results.consumer import ResultsConsumer
+from ocr_gateway.uploads.service import UploadService
+
+MAINTENANCE_INTERVAL_S = 10.0
+
+
+@dataclass(slots=True)
+class Components:
+    """What the API process runs; `dispatcher` is None when publishing has its own process."""
+
+    settings: Settings
+    sessions: SessionFactory
+    broker: Broker
+    storage: Storage
+    renderer: Renderer
+    uploads: UploadService
+    jobs: JobService
+    control: DispatchControl
+    consumer: ResultsConsumer
+    dispatcher: Dispatcher | None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncIterator[Components]:
+    """Build every component, start the background loops, and close it all in reverse."""
+    storage = Storage(settings)
+    await storage.prepare()
+    engine = build_engine(settings)
+    sessions = build_session_factory(engine)
+    broker = Broker(settings)
+    render_pool = ProcessPool(
+        "render",
+        settings.render_workers,
+        initializer=lower_priority,
+        initargs=(settings.render_niceness,),
+    )
+    inspect_pool = ProcessPool("inspect", 1)
+    # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
+    await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
+    renderer = Renderer(settings, sessions, storage, render_pool)
+    dispatcher = Dispatcher(settings, sessions, broker) if run_dispatcher else None
+    control = DispatchControl(settings, sessions, broker, dispatcher)
+    components = Components(
+        settings=settings,
+        sessions=sessions,
+        broker=broker,
+        storage=storage,
+        renderer=renderer,
+        uploads=UploadService(settings, sessions, storage, renderer, inspect_pool),
+        jobs=JobService(sessions, storage, renderer, control),
+        control=control,
+        consumer=ResultsConsumer(settings, sessions, broker),
+        dispatcher=dispatcher,
+    )
+    components.background = _start_background(components)
+    try:
+        yield components
+    finally:
+        await cancel_all(components.background)
+        if dispatcher is not None:
+            await dispatcher.close()
+        await control.close()
+        await renderer.close()
+        await broker.close()
+        render_pool.shutdown()
+        inspect_pool.shutdown()
+        await engine.dispose()
+
+
+def _start_background(components: Components) -> list[asyncio.Task[Any]]:
+    settings, renderer = components.settings, components.renderer
+    loops = [
+        supervise("results consumer", components.consumer.run),
+        every(MAINTENANCE_INTERVAL_S, "render recovery", renderer.resume_unfinished),
+        every(settings.render_lease_s / 3, "render lease renewal", renderer.renew_render_leases),
+        every(
+            max(60.0, settings.orphan_temp_age_s / 4),
+            "orphan cleanup",
+            components.uploads.remove_orphan_uploads,
+        ),
+    ]
+    if components.dispatcher is not None:
+        loops += [
+            supervise("dispatcher", components.dispatcher.run),
+            supervise("dispatch listener", components.dispatcher.listen),
+        ]
+    return [asyncio.create_task(loop) for loop in loops]

@@ -1,0 +1,1 @@
+"""Settings, the error hierarchy, logging, background tasks and the process pool."""

@@ -1,0 +1,237 @@
+"""Queries of publishing: start requests, claims under a lease, and recorded confirms.
+
+Statements that touch many pages work in sets (`= ANY(:ids)`), never one row per statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger
+
+from ocr_gateway.db.models import DispatchRequest, Page, PageStatus
+from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
+
+NOTIFY_CHANNEL = "ocr_gateway_dispatch"
+
+
+async def count_startable_pages(session: AsyncSession, job_id: uuid.UUID | None = None) -> int:
+    """Pending pages that a start would publish (an index-only count on `ix_pages_pending`)."""
+    stmt = select(func.count()).select_from(Page).where(Page.status == PageStatus.PENDING)
+    if job_id is not None:
+        stmt = stmt.where(Page.job_id == job_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def reset_failed_page(session: AsyncSession, page_id: int) -> None:
+    """A failed page that an operator starts again goes back to pending."""
+    await session.execute(
+        update(Page)
+        .where(Page.id == page_id, Page.status == PageStatus.FAILED)
+        .values(status=PageStatus.PENDING, error=None, updated_at=func.now())
+    )
+
+
+async def add_dispatch_request(
+    session: AsyncSession, job_id: uuid.UUID | None = None, page_number: int | None = None
+) -> None:
+    await session.execute(insert(DispatchRequest).values(job_id=job_id, page_number=page_number))
+
+
+async def clear_dispatch_requests(session: AsyncSession) -> int:
+    """A stop: forget every start, so no process claims another page."""
+    result = await session.execute(delete(DispatchRequest))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def has_dispatch_requests(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(func.count()).select_from(DispatchRequest)))
+
+
+async def publishing_in_progress(session: AsyncSession) -> bool:
+    """A start is in force, or some process still has pages mid-publish."""
+    requested = select(DispatchRequest.id).exists()
+    in_flight = select(Page.id).where(Page.status == PageStatus.PUBLISHING).exists()
+    return bool(await session.scalar(select(or_(requested, in_flight))))
+
+
+async def retire_satisfied_requests(session: AsyncSession) -> int:
+    """Delete starts that have no page left to publish (nothing pending or in flight)."""
+    result = await session.execute(
+        text(
+            """
+            DELETE FROM dispatch_requests r
+             WHERE NOT EXISTS (
+                   SELECT 1 FROM pages p
+                    WHERE p.status IN ('pending', 'publishing')
+                      AND (r.job_id IS NULL
+                           OR (p.job_id = r.job_id
+                               AND (r.page_number IS NULL OR p.page_number = r.page_number))))
+               AND NOT EXISTS (
+                   SELECT 1 FROM jobs j
+                    WHERE j.error IS NULL AND j.render_lease_until IS NOT NULL
+                      AND (r.job_id IS NULL OR j.job_id = r.job_id))
+            """
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedPage:
+    id: int
+    job_id: uuid.UUID
+    page_number: int
+    path: str
+
+
+async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> list[ClaimedPage]:
+    """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED)."""
+    rows = (
+        await session.execute(
+            text(
+                """
+                UPDATE pages p
+                   SET status = 'publishing',
+                       lease_until = now() + make_interval(secs => :lease),
+                       publish_attempts = p.publish_attempts + 1,
+                       updated_at = now()
+                  FROM (SELECT pp.id FROM pages pp
+                         WHERE pp.status = 'pending'
+                           AND EXISTS (SELECT 1 FROM dispatch_requests r
+                                        WHERE r.job_id IS NULL
+                                           OR (r.job_id = pp.job_id
+                                               AND (r.page_number IS NULL
+                                                    OR r.page_number = pp.page_number)))
+                         ORDER BY pp.id
+                         LIMIT :limit
+                           FOR UPDATE SKIP LOCKED) c
+                 WHERE p.id = c.id
+             RETURNING p.id, p.job_id, p.page_number, p.path
+                """
+            ),
+            {"lease": lease_s, "limit": limit},
+        )
+    ).all()
+    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path) for r in rows]
+
+
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+
+async def mark_pages_queued(session: AsyncSession, page_ids: Sequence[int]) -> int:
+    """Record broker confirms: publishing → queued, and their jobs pending → queued."""
+    if not page_ids:
+        return 0
+    result = await session.execute(
+        text(
+            """
+            WITH q AS (
+                UPDATE pages SET status = 'queued', lease_until = NULL, updated_at = now()
+                 WHERE id = ANY(:ids) AND status = 'publishing'
+             RETURNING job_id)
+            UPDATE jobs SET status = 'queued', updated_at = now()
+             WHERE job_id IN (SELECT DISTINCT job_id FROM q) AND status = 'pending'
+            """
+        ).bindparams(_IDS),
+        {"ids": list(page_ids)},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def release_pages(session: AsyncSession, page_ids: Sequence[int]) -> int:
+    """Unconfirmed pages go back to pending, ready for a later start."""
+    if not page_ids:
+        return 0
+    result = await session.execute(
+        text(
+            """
+            UPDATE pages SET status = 'pending', lease_until = NULL, updated_at = now()
+             WHERE id = ANY(:ids) AND status = 'publishing'
+            """
+        ).bindparams(_IDS),
+        {"ids": list(page_ids)},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def expire_publish_leases(session: AsyncSession) -> int:
+    """Pages claimed by a process that died before confirming go back to pending."""
+    result = await session.execute(
+        text(
+            """
+            UPDATE pages SET status = 'pending', lease_until = NULL, updated_at = now()
+             WHERE status = 'publishing' AND lease_until < now()
+            """
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def count_publishing(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Page).where(Page.status == PageStatus.PUBLISHING)
+        )
+        or 0
+    )
+
+
+async def requeue_queued_pages(session: AsyncSession) -> int:
+    """After a purge of the pages queue: queued pages are no longer in it, so back to pending."""
+    result = await session.execute(
+        update(Page)
+        .where(Page.status == PageStatus.QUEUED)
+        .values(status=PageStatus.PENDING, updated_at=func.now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def renew_publish_leases(
+    session: AsyncSession, page_ids: Sequence[int], *, lease_s: float
+) -> None:
+    """Heartbeat for pages this process holds in `publishing`."""
+    await session.execute(
+        text(
+            """
+            UPDATE pages SET lease_until = now() + make_interval(secs => :lease)
+             WHERE id = ANY(:ids) AND status = 'publishing'
+            """
+        ).bindparams(_IDS),
+        {"ids": list(page_ids), "lease": lease_s},
+    )
+
+
+async def fail_pages(session: AsyncSession, page_ids: Sequence[int], reason: str) -> None:
+    """Pages that can never be published (their PNG is gone) fail, and their jobs are recounted."""
+    if not page_ids:
+        return
+    job_ids = (
+        await session.scalars(
+            text(
+                """
+                UPDATE pages SET status = 'failed', error = :reason, lease_until = NULL,
+                                 updated_at = now()
+                 WHERE id = ANY(:ids) AND status = 'publishing'
+             RETURNING job_id
+                """
+            ).bindparams(_IDS),
+            {"ids": list(page_ids), "reason": reason},
+        )
+    ).all()
+    for job_id in sorted(set(job_ids)):
+        if await lock_job(session, job_id) is not None:
+            await refresh_job_progress(session, job_id)
+
+
+async def notify_dispatchers(session: AsyncSession, payload: str) -> None:
+    """Wake every app process's dispatcher when this transaction commits."""
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": NOTIFY_CHANNEL, "payload": payload},
+    )

@@ -1,1 +1,0 @@
-"""Uploads: streaming spool, type sniffing, inspection and page rendering in process pools."""

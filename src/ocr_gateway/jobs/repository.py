@@ -1,0 +1,163 @@
+"""Queries of the job and page domain: jobs, their pages, counters and deletes.
+
+Functions take an `AsyncSession` inside a transaction the caller owns, and return plain values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus
+
+
+async def create_job(
+    session: AsyncSession,
+    *,
+    job_id: uuid.UUID,
+    filename: str,
+    media_type: str,
+    total_page_number: int,
+    render_lease_s: float,
+) -> None:
+    """Insert a pending job whose rendering this process owns for `render_lease_s`."""
+    await session.execute(
+        insert(Job).values(
+            job_id=job_id,
+            filename=filename,
+            media_type=media_type,
+            total_page_number=total_page_number,
+            status=JobStatus.PENDING,
+            render_attempts=1,
+            render_lease_until=func.now() + dt.timedelta(seconds=render_lease_s),
+        )
+    )
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def get_job_pages(session: AsyncSession, job_id: uuid.UUID) -> Sequence[Page]:
+    rows = await session.scalars(
+        select(Page).where(Page.job_id == job_id).order_by(Page.page_number)
+    )
+    return rows.all()
+
+
+async def get_page(session: AsyncSession, job_id: uuid.UUID, page_number: int) -> Page | None:
+    return await session.scalar(
+        select(Page).where(Page.job_id == job_id, Page.page_number == page_number)
+    )
+
+
+async def list_open_jobs(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID] | None = None,
+    offset: int = 0,
+) -> Sequence[Job]:
+    """Jobs not completed, newest first; keyset pagination when `after` is given."""
+    stmt = select(Job).where(Job.status != JobStatus.COMPLETED)
+    if after is not None:
+        created_at, job_id = after
+        stmt = stmt.where(func.row(Job.created_at, Job.job_id) < func.row(created_at, job_id))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return (await session.scalars(stmt)).all()
+
+
+async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    """Lock the job row; every change to its counters happens under this lock."""
+    return await session.scalar(select(Job).where(Job.job_id == job_id).with_for_update())
+
+
+async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str | None:
+    """Recount done and failed pages and derive the job status (caller holds `lock_job`)."""
+    row = (
+        await session.execute(
+            text(
+                """
+                UPDATE jobs j
+                   SET completed_pages = c.done,
+                       failed_pages = c.failed,
+                       updated_at = now(),
+                       status = CASE
+                         WHEN j.error IS NOT NULL THEN 'failed'
+                         WHEN j.rendered_pages + cardinality(j.excluded_pages) < j.total_page_number
+                              AND j.render_lease_until IS NOT NULL THEN j.status
+                         WHEN c.done = j.total_page_number - cardinality(j.excluded_pages)
+                              THEN 'completed'
+                         WHEN c.done + c.failed
+                              = j.total_page_number - cardinality(j.excluded_pages) THEN 'failed'
+                         WHEN j.status IN ('completed', 'failed') THEN 'queued'
+                         ELSE j.status
+                       END
+                  FROM (SELECT count(*) FILTER (WHERE status = 'done') AS done,
+                               count(*) FILTER (WHERE status = 'failed') AS failed
+                          FROM pages WHERE job_id = :job_id) c
+                 WHERE j.job_id = :job_id
+             RETURNING j.status
+                """
+            ),
+            {"job_id": job_id},
+        )
+    ).first()
+    return None if row is None else str(row.status)
+
+
+async def fail_job(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
+    """A job whose render failed: it and its pages still waiting for a start are failed, so no
+    start ever publishes them (the pages already rendered keep their PNGs for inspection)."""
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(
+            status=JobStatus.FAILED, error=reason, render_lease_until=None, updated_at=func.now()
+        )
+    )
+    await session.execute(
+        update(Page)
+        .where(Page.job_id == job_id, Page.status == PageStatus.PENDING)
+        .values(status=PageStatus.FAILED, error="the job's rendering failed", updated_at=func.now())
+    )
+
+
+async def delete_page(session: AsyncSession, job_id: uuid.UUID, page_number: int) -> str | None:
+    """Remove a page row and record its number in `excluded_pages`; returns its PNG path."""
+    path = await session.scalar(
+        delete(Page)
+        .where(Page.job_id == job_id, Page.page_number == page_number)
+        .returning(Page.path)
+    )
+    if path is None:
+        return None
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(
+            excluded_pages=func.array_append(Job.excluded_pages, page_number),
+            updated_at=func.now(),
+        )
+    )
+    return str(path)
+
+
+async def delete_job(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    deleted = await session.scalar(delete(Job).where(Job.job_id == job_id).returning(Job.job_id))
+    return deleted is not None
+
+
+async def delete_all_jobs(session: AsyncSession) -> list[uuid.UUID]:
+    """Delete every job (pages and dispatch requests cascade); returns their ids."""
+    return list(await session.scalars(delete(Job).returning(Job.job_id)))
+
+
+async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
+    return set(await session.scalars(select(Job.job_id)))

@@ -1,0 +1,1 @@
+"""Starting and keeping alive the gateway's processes: API, dispatcher and OCR workers."""

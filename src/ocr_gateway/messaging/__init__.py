@@ -1,0 +1,1 @@
+"""The broker: connection and queue declarations (`amqp`), and every message (`contracts`)."""

@@ -1,0 +1,150 @@
+"""Queries of rendering: page rows for rendered PNGs, and the render leases that let another
+process resume a render whose owner died."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ocr_gateway.db.models import Job, Page, PageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RenderClaim:
+    job_id: uuid.UUID
+    media_type: str
+    total_page_number: int
+    render_attempts: int
+    done_pages: frozenset[int]
+
+
+async def claim_unfinished_renders(
+    session: AsyncSession, *, render_lease_s: float, limit: int = 16
+) -> list[RenderClaim]:
+    """Take over renders whose owner stopped renewing its lease (a killed or restarted process)."""
+    rows = (
+        await session.execute(
+            text(
+                """
+                UPDATE jobs j
+                   SET render_lease_until = now() + make_interval(secs => :lease),
+                       render_attempts = j.render_attempts + 1,
+                       updated_at = now()
+                  FROM (SELECT job_id FROM jobs
+                         WHERE status IN ('pending', 'queued') AND error IS NULL
+                           AND render_lease_until IS NOT NULL
+                           AND render_lease_until < now()
+                         ORDER BY created_at
+                         LIMIT :limit
+                           FOR UPDATE SKIP LOCKED) c
+                 WHERE j.job_id = c.job_id
+             RETURNING j.job_id, j.media_type, j.total_page_number, j.render_attempts,
+                       j.excluded_pages
+                """
+            ),
+            {"lease": render_lease_s, "limit": limit},
+        )
+    ).all()
+    claims = []
+    for row in rows:
+        existing = await rendered_page_numbers(session, row.job_id)
+        claims.append(
+            RenderClaim(
+                job_id=row.job_id,
+                media_type=row.media_type,
+                total_page_number=row.total_page_number,
+                render_attempts=row.render_attempts,
+                done_pages=frozenset(existing | set(row.excluded_pages or ())),
+            )
+        )
+    return claims
+
+
+async def rendered_page_numbers(session: AsyncSession, job_id: uuid.UUID) -> set[int]:
+    rows = await session.scalars(select(Page.page_number).where(Page.job_id == job_id))
+    return set(rows)
+
+
+async def record_rendered_pages(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    pages: Sequence[tuple[int, str]],
+    *,
+    render_lease_s: float,
+) -> bool:
+    """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone."""
+    locked = await session.scalar(select(Job.job_id).where(Job.job_id == job_id).with_for_update())
+    if locked is None:
+        return False
+    if pages:
+        await session.execute(
+            pg_insert(Page)
+            .values(
+                [
+                    {"job_id": job_id, "page_number": n, "path": path, "status": PageStatus.PENDING}
+                    for n, path in pages
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "page_number"])
+        )
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(
+            rendered_pages=select(func.count())
+            .select_from(Page)
+            .where(Page.job_id == job_id)
+            .scalar_subquery(),
+            render_lease_until=func.now() + dt.timedelta(seconds=render_lease_s),
+            updated_at=func.now(),
+        )
+    )
+    return True
+
+
+async def finish_render(session: AsyncSession, job_id: uuid.UUID) -> None:
+    """Release the render lease: every page is on disk and in the table."""
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(render_lease_until=None, updated_at=func.now())
+    )
+
+
+_JOB_IDS = bindparam("job_ids", type_=ARRAY(UUID(as_uuid=True)))
+
+
+async def renew_render_leases(
+    session: AsyncSession, job_ids: Sequence[uuid.UUID], *, render_lease_s: float
+) -> None:
+    """Heartbeat for the renders this process runs."""
+    await session.execute(
+        text(
+            """
+            UPDATE jobs SET render_lease_until = now() + make_interval(secs => :lease)
+             WHERE job_id = ANY(:job_ids) AND render_lease_until IS NOT NULL
+            """
+        ).bindparams(_JOB_IDS),
+        {"job_ids": list(job_ids), "lease": render_lease_s},
+    )
+
+
+async def release_render_leases(session: AsyncSession, job_ids: Sequence[uuid.UUID]) -> None:
+    """Expire the leases at once on shutdown, so the next process resumes these renders."""
+    await session.execute(
+        text(
+            """
+            UPDATE jobs SET render_lease_until = now() - interval '1 second',
+                            render_attempts = GREATEST(render_attempts - 1, 0)
+             WHERE job_id = ANY(:job_ids) AND render_lease_until IS NOT NULL
+            """
+        ).bindparams(_JOB_IDS),
+        {"job_ids": list(job_ids)},
+    )

@@ -1,0 +1,1 @@
+"""Receiving files: streamed multipart spooling, magic-byte sniffing and the upload limits."""
