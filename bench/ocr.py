@@ -48,7 +48,7 @@ from ocr_gateway.messaging.amqp import dead_letter_queue
 from ocr_gateway.worker.engine import available_engines
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "samples"
+SAMPLES = ROOT / "tests" / "data"
 DOCUMENTS = ("pdflatex-4-pages.pdf", "multicolumn.pdf", "002-trivial-libre-office-writer.pdf")
 MIN_TEXT_CHARS = 100  # a page with less text layer than this is not a text page
 OUT = ROOT / "bench" / "RESULTS-ocr.md"

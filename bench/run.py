@@ -63,7 +63,7 @@ TIMES = "\u00d7"
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-SAMPLES = REPO.parent / "shared" / "samples"
+SAMPLES = REPO / "tests" / "data"
 GEOTOPO = SAMPLES / "GeoTopo-komprimiert.pdf"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ROOT = "postgresql://postgres@127.0.0.1:5432"
@@ -731,7 +731,7 @@ class Context:
 
     async def setup(self) -> None:
         if not GEOTOPO.exists():
-            raise BenchError(f"{GEOTOPO} is missing: ../shared/samples must sit beside the repo")
+            raise BenchError(f"{GEOTOPO} is missing from tests/data")
         for folder in (self.files_dir, self.temp_dir, self.logs_dir, self.renders_dir, self.work):
             await asyncio.to_thread(reset_dir, folder)
         log(f"run {self.run_id}: database {self.db_name}, queues {self.pages_queue}, {self.out}")

@@ -17,19 +17,11 @@ from fastapi import FastAPI
 
 from ocr_gateway.app import create_app
 from ocr_gateway.messaging.amqp import queue_depth
-from tests.conftest import (
-    Gateway,
-    drain,
-    isolated_gateway,
-    job_detail,
-    page_counts,
-    sample,
-    seed_pages,
-    upload,
-    wait_rendered,
-    wait_until,
-)
-from tests.proxy import FaultProxy
+from tests.support.documents import sample
+from tests.support.gateway import Gateway, drain, isolated_gateway, page_counts, seed_pages
+from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.proxy import FaultProxy
+from tests.support.waiting import wait_until
 
 
 @contextlib.asynccontextmanager

@@ -17,14 +17,10 @@ from sqlalchemy import text
 
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
-from tests.conftest import (
-    drain,
-    job_detail,
-    sample,
-    upload,
-    wait_rendered,
-    wait_until,
-)
+from tests.support.documents import sample
+from tests.support.gateway import drain
+from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.waiting import wait_until
 
 
 async def test_geotopo_renders_117_pngs_and_publishes_117_messages(

@@ -24,16 +24,10 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.rendering.storage import Storage
-from tests.conftest import (
-    RUN_ID,
-    _delete_queues,
-    drain,
-    make_settings,
-    sample,
-    seed_pages,
-    wait_until,
-)
-from tests.proxy import FaultProxy
+from tests.support.documents import sample
+from tests.support.gateway import RUN_ID, delete_queues, drain, make_settings, seed_pages
+from tests.support.proxy import FaultProxy
+from tests.support.waiting import wait_until
 
 
 def _free_port() -> int:
@@ -131,7 +125,7 @@ async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, 
     try:
         yield settings, env
     finally:
-        await _delete_queues(settings)
+        await delete_queues(settings)
         await drop_database(settings)
 
 

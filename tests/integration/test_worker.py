@@ -33,15 +33,9 @@ from ocr_gateway.launcher.children import start_workers, stop_children
 from ocr_gateway.messaging.amqp import dead_letter_queue, queue_depth
 from ocr_gateway.worker.consumer import OcrWorker
 from ocr_gateway.worker.layout import Box, OcrOutput, reading_order, to_output
-from tests.conftest import (
-    blank_pdf,
-    job_detail,
-    sample,
-    upload,
-    wait_for_job,
-    wait_rendered,
-    wait_until,
-)
+from tests.support.documents import blank_pdf, sample
+from tests.support.http import job_detail, upload, wait_for_job, wait_rendered
+from tests.support.waiting import wait_until
 
 RAPIDOCR_MISSING = importlib.util.find_spec("rapidocr_onnxruntime") is None
 needs_ocr = pytest.mark.skipif(

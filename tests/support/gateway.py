@@ -1,4 +1,4 @@
-"""Fixtures: a throw-away database and unique queues per run, the real app in-process."""
+"""A gateway on a throw-away database and uniquely named queues: settings, set-up, clean-up."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import io
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import httpx
-import pytest
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -25,15 +24,7 @@ from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.messaging.amqp import dead_letter_queue
 from ocr_gateway.rendering.storage import Storage
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RUN_ID = uuid.uuid4().hex[:10]
-
-
-def sample(name: str) -> Path:
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.fail(f"sample {path} is missing: ../shared/samples must sit beside the repo")
-    return path
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
@@ -57,70 +48,6 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("gateway"))
-
-
-@pytest.fixture(scope="session")
-async def database(settings: Settings) -> AsyncIterator[Settings]:
-    await ensure_database(settings)
-    await asyncio.to_thread(upgrade, settings)
-    yield settings
-    await drop_database(settings)
-
-
-@pytest.fixture(scope="session")
-async def app(database: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(database)
-    async with application.router.lifespan_context(application):
-        yield application
-    await _delete_queues(database)
-
-
-@pytest.fixture(scope="session")
-def services(app: FastAPI) -> Components:
-    services: Components = app.state.components
-    return services
-
-
-@pytest.fixture(scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://gateway/api/v1", timeout=30
-    ) as http:
-        yield http
-
-
-@pytest.fixture(scope="session")
-async def amqp(database: Settings) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(database.rabbitmq_url.get_secret_value())
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
-    ch = await amqp.channel()
-    yield ch
-    await ch.close()
-
-
-@pytest.fixture(autouse=True)
-async def clean_state(services: Components) -> AsyncIterator[None]:
-    """Each test leaves no jobs, no starts, no files and empty queues behind it."""
-    yield
-    await services.control.stop()
-    await services.dispatcher.halt()
-    for job_id in services.renderer.rendering_job_ids:
-        await services.renderer.cancel_render(job_id)
-    async with services.sessions.begin() as session:
-        await session.execute(text("TRUNCATE jobs, pages, dispatch_requests CASCADE"))
-    await services.storage.remove_all_job_dirs()
-    await purge_queues(services.settings)
-
-
 async def purge_queues(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
     async with connection:
@@ -131,91 +58,13 @@ async def purge_queues(settings: Settings) -> None:
                 await queue.purge()
 
 
-async def _delete_queues(settings: Settings) -> None:
+async def delete_queues(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
     async with connection:
         ch = await connection.channel()
         for name in (settings.pages_queue, settings.results_queue):
             for queue in (name, dead_letter_queue(name)):
                 await ch.queue_delete(queue)
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.1
-) -> None:
-    """Poll `check` until it is true; fail the test with a clear message on timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        if await check():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {check.__name__}")
-        await asyncio.sleep(interval)
-
-
-async def upload(
-    client: httpx.AsyncClient, path: Path | str, data: bytes | None = None, kind: str = "pdf"
-) -> dict[str, Any]:
-    """Upload a file (or bytes under its name) and return the 202 body."""
-    name = Path(path).name
-    content = data if data is not None else Path(path).read_bytes()
-    response = await client.post(f"/ocr{kind}", files={"file": (name, content)})
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def job_detail(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    response = await client.get(f"/admin/job/{job_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def wait_for_job(
-    client: httpx.AsyncClient,
-    job_id: str,
-    done: Callable[[dict[str, Any]], bool],
-    timeout: float = 60,
-    interval: float = 0.1,
-) -> dict[str, Any]:
-    """Poll GET /admin/job/{job_id} until `done(job)`; return the last job seen."""
-    latest: dict[str, Any] = {}
-
-    async def reached() -> bool:
-        nonlocal latest
-        latest = await job_detail(client, job_id)
-        return done(latest)
-
-    await wait_until(reached, timeout, interval)
-    return latest
-
-
-async def wait_rendered(
-    client: httpx.AsyncClient, job_id: str, timeout: float = 60
-) -> dict[str, Any]:
-    """Wait until every page of the job is rendered and recorded; return the job."""
-    latest = await wait_for_job(
-        client,
-        job_id,
-        lambda job: bool(job["rendered_pages"] == job["total_page_number"] or job["error"]),
-        timeout,
-    )
-    assert latest["error"] is None, latest["error"]
-    return latest
-
-
-def blank_pdf(pages: int, width: float = 595, height: float = 842) -> bytes:
-    """A PDF of `pages` pages, each numbered in its text so pages differ."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    for number in range(1, pages + 1):
-        page = doc.new_page(width=width, height=height)
-        page.insert_text((72, 72), f"Page {number}", fontsize=24)
-    data: bytes = doc.tobytes()
-    doc.close()
-    return data
 
 
 async def drain(channel: AbstractChannel, queue_name: str, idle: float = 1.0) -> list[bytes]:
@@ -280,7 +129,7 @@ async def isolated_gateway(
             ) as http:
                 yield Gateway(application, http)
     finally:
-        await _delete_queues(direct)
+        await delete_queues(direct)
         await drop_database(direct)
 
 

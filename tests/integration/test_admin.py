@@ -14,7 +14,10 @@ from sqlalchemy import text
 from ocr_gateway.app import create_app
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
-from tests.conftest import blank_pdf, job_detail, make_settings, upload, wait_rendered, wait_until
+from tests.support.documents import blank_pdf
+from tests.support.gateway import make_settings
+from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.waiting import wait_until
 
 
 async def test_list_jobs_newest_first_with_cursor_and_offset(client: httpx.AsyncClient) -> None:

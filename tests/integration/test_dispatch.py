@@ -14,17 +14,10 @@ from sqlalchemy import text
 
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
-from tests.conftest import (
-    blank_pdf,
-    drain,
-    isolated_gateway,
-    job_detail,
-    page_counts,
-    seed_pages,
-    upload,
-    wait_rendered,
-    wait_until,
-)
+from tests.support.documents import blank_pdf
+from tests.support.gateway import drain, isolated_gateway, page_counts, seed_pages
+from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.waiting import wait_until
 
 
 async def _page_counts(services: Components) -> Counter[str]:

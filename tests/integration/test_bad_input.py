@@ -26,7 +26,8 @@ from PIL import Image, PngImagePlugin
 from sqlalchemy import text
 
 from ocr_gateway.components import Components
-from tests.conftest import sample, wait_until
+from tests.support.documents import sample
+from tests.support.waiting import wait_until
 
 BOUNDARY = "ocr-gateway-test-7d1f0c"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"

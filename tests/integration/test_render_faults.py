@@ -11,14 +11,10 @@ from pathlib import Path
 import httpx
 
 from ocr_gateway.components import Components
-from tests.conftest import (
-    isolated_gateway,
-    job_detail,
-    sample,
-    upload,
-    wait_rendered,
-    wait_until,
-)
+from tests.support.documents import sample
+from tests.support.gateway import isolated_gateway
+from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.waiting import wait_until
 
 
 async def test_killed_render_worker_is_replaced_and_the_job_still_finishes(

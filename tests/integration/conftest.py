@@ -1,0 +1,83 @@
+"""Fixtures: a throw-away database and unique queues per run, the real app in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import httpx
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from ocr_gateway.app import create_app
+from ocr_gateway.components import Components
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
+from tests.support.gateway import delete_queues, make_settings, purge_queues
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Settings]:
+    await ensure_database(settings)
+    await asyncio.to_thread(upgrade, settings)
+    yield settings
+    await drop_database(settings)
+
+
+@pytest.fixture(scope="session")
+async def app(database: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(database)
+    async with application.router.lifespan_context(application):
+        yield application
+    await delete_queues(database)
+
+
+@pytest.fixture(scope="session")
+def services(app: FastAPI) -> Components:
+    services: Components = app.state.components
+    return services
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway/api/v1", timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def amqp(database: Settings) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(database.rabbitmq_url.get_secret_value())
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def channel(amqp: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
+    ch = await amqp.channel()
+    yield ch
+    await ch.close()
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(services: Components) -> AsyncIterator[None]:
+    """Each test leaves no jobs, no starts, no files and empty queues behind it."""
+    yield
+    await services.control.stop()
+    await services.dispatcher.halt()
+    for job_id in services.renderer.rendering_job_ids:
+        await services.renderer.cancel_render(job_id)
+    async with services.sessions.begin() as session:
+        await session.execute(text("TRUNCATE jobs, pages, dispatch_requests CASCADE"))
+    await services.storage.remove_all_job_dirs()
+    await purge_queues(services.settings)

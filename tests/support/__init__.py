@@ -1,0 +1,1 @@
+"""What the unit tests, the integration tests and the benchmarks share."""
