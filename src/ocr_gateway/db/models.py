@@ -1,4 +1,9 @@
-"""Tables `jobs`, `pages` and `dispatch_requests`, and the status enums with their transitions."""
+"""Tables `jobs`, `pages` and `dispatch_requests`, and the status enums with their transitions.
+
+Every status word is a member of `JobStatus` or `PageStatus`; code never spells one out. SQL
+text quotes them with `.sql` and `sql_status` (enum constants, never client input), and a CHECK
+constraint on each status column holds the database to the same words (migration 0002).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -26,7 +32,15 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
-class JobStatus(enum.StrEnum):
+class SqlStatus(enum.StrEnum):
+    """A status word that SQL text can quote: `{PageStatus.PENDING.sql}` is `'pending'`."""
+
+    @property
+    def sql(self) -> str:
+        return f"'{self.value}'"
+
+
+class JobStatus(SqlStatus):
     """pending → queued → completed | failed (see README, "Statuses")."""
 
     PENDING = "pending"
@@ -35,7 +49,7 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class PageStatus(enum.StrEnum):
+class PageStatus(SqlStatus):
     """pending → publishing → queued → done | failed; publishing → pending on stop or expiry."""
 
     PENDING = "pending"
@@ -43,6 +57,20 @@ class PageStatus(enum.StrEnum):
     QUEUED = "queued"
     DONE = "done"
     FAILED = "failed"
+
+
+def sql_status(*statuses: SqlStatus) -> str:
+    """Statuses as SQL string literals, comma-separated: `'pending', 'queued'`."""
+    return ", ".join(status.sql for status in statuses)
+
+
+def status_check(enum_type: type[SqlStatus], name: str) -> CheckConstraint:
+    """`status IN (...every member...)`: the database refuses a word the code does not know."""
+    return CheckConstraint(f"status IN ({sql_status(*enum_type)})", name=name)
+
+
+JOBS_STATUS_CHECK = "ck_jobs_status"
+PAGES_STATUS_CHECK = "ck_pages_status"
 
 
 class Base(DeclarativeBase):
@@ -78,8 +106,9 @@ class Job(Base):
             "ix_jobs_open_created",
             sql("created_at DESC"),
             sql("job_id DESC"),
-            postgresql_where=sql("status <> 'completed'"),
+            postgresql_where=sql(f"status <> {JobStatus.COMPLETED.sql}"),
         ),
+        status_check(JobStatus, JOBS_STATUS_CHECK),
     )
 
 
@@ -107,13 +136,22 @@ class Page(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "page_number", name="uq_pages_job_page"),
-        Index("ix_pages_pending", "id", postgresql_where=sql("status = 'pending'")),
+        Index(
+            "ix_pages_pending",
+            "id",
+            postgresql_where=sql(f"status = {PageStatus.PENDING.sql}"),
+        ),
         Index(
             "ix_pages_publishing_lease",
             "lease_until",
-            postgresql_where=sql("status = 'publishing'"),
+            postgresql_where=sql(f"status = {PageStatus.PUBLISHING.sql}"),
         ),
-        Index("ix_pages_queued", "id", postgresql_where=sql("status = 'queued'")),
+        Index(
+            "ix_pages_queued",
+            "id",
+            postgresql_where=sql(f"status = {PageStatus.QUEUED.sql}"),
+        ),
+        status_check(PageStatus, PAGES_STATUS_CHECK),
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
-from ocr_gateway.db.models import DispatchRequest, Page, PageStatus
+from ocr_gateway.db.models import DispatchRequest, JobStatus, Page, PageStatus, sql_status
 from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
 
 NOTIFY_CHANNEL = "ocr_gateway_dispatch"
@@ -64,11 +64,11 @@ async def retire_satisfied_requests(session: AsyncSession) -> int:
     """Delete starts that have no page left to publish (nothing pending or in flight)."""
     result = await session.execute(
         text(
-            """
+            f"""
             DELETE FROM dispatch_requests r
              WHERE NOT EXISTS (
                    SELECT 1 FROM pages p
-                    WHERE p.status IN ('pending', 'publishing')
+                    WHERE p.status IN ({sql_status(PageStatus.PENDING, PageStatus.PUBLISHING)})
                       AND (r.job_id IS NULL
                            OR (p.job_id = r.job_id
                                AND (r.page_number IS NULL OR p.page_number = r.page_number))))
@@ -95,14 +95,14 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
     rows = (
         await session.execute(
             text(
-                """
+                f"""
                 UPDATE pages p
-                   SET status = 'publishing',
+                   SET status = {PageStatus.PUBLISHING.sql},
                        lease_until = now() + make_interval(secs => :lease),
                        publish_attempts = p.publish_attempts + 1,
                        updated_at = now()
                   FROM (SELECT pp.id FROM pages pp
-                         WHERE pp.status = 'pending'
+                         WHERE pp.status = {PageStatus.PENDING.sql}
                            AND EXISTS (SELECT 1 FROM dispatch_requests r
                                         WHERE r.job_id IS NULL
                                            OR (r.job_id = pp.job_id
@@ -130,13 +130,14 @@ async def mark_pages_queued(session: AsyncSession, page_ids: Sequence[int]) -> i
         return 0
     result = await session.execute(
         text(
-            """
+            f"""
             WITH q AS (
-                UPDATE pages SET status = 'queued', lease_until = NULL, updated_at = now()
-                 WHERE id = ANY(:ids) AND status = 'publishing'
+                UPDATE pages
+                   SET status = {PageStatus.QUEUED.sql}, lease_until = NULL, updated_at = now()
+                 WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
              RETURNING job_id)
-            UPDATE jobs SET status = 'queued', updated_at = now()
-             WHERE job_id IN (SELECT DISTINCT job_id FROM q) AND status = 'pending'
+            UPDATE jobs SET status = {JobStatus.QUEUED.sql}, updated_at = now()
+             WHERE job_id IN (SELECT DISTINCT job_id FROM q) AND status = {JobStatus.PENDING.sql}
             """
         ).bindparams(_IDS),
         {"ids": list(page_ids)},
@@ -150,9 +151,10 @@ async def release_pages(session: AsyncSession, page_ids: Sequence[int]) -> int:
         return 0
     result = await session.execute(
         text(
-            """
-            UPDATE pages SET status = 'pending', lease_until = NULL, updated_at = now()
-             WHERE id = ANY(:ids) AND status = 'publishing'
+            f"""
+            UPDATE pages
+               SET status = {PageStatus.PENDING.sql}, lease_until = NULL, updated_at = now()
+             WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
             """
         ).bindparams(_IDS),
         {"ids": list(page_ids)},
@@ -164,9 +166,10 @@ async def expire_publish_leases(session: AsyncSession) -> int:
     """Pages claimed by a process that died before confirming go back to pending."""
     result = await session.execute(
         text(
-            """
-            UPDATE pages SET status = 'pending', lease_until = NULL, updated_at = now()
-             WHERE status = 'publishing' AND lease_until < now()
+            f"""
+            UPDATE pages
+               SET status = {PageStatus.PENDING.sql}, lease_until = NULL, updated_at = now()
+             WHERE status = {PageStatus.PUBLISHING.sql} AND lease_until < now()
             """
         )
     )
@@ -198,9 +201,9 @@ async def renew_publish_leases(
     """Heartbeat for pages this process holds in `publishing`."""
     await session.execute(
         text(
-            """
+            f"""
             UPDATE pages SET lease_until = now() + make_interval(secs => :lease)
-             WHERE id = ANY(:ids) AND status = 'publishing'
+             WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
             """
         ).bindparams(_IDS),
         {"ids": list(page_ids), "lease": lease_s},
@@ -214,10 +217,11 @@ async def fail_pages(session: AsyncSession, page_ids: Sequence[int], reason: str
     job_ids = (
         await session.scalars(
             text(
-                """
-                UPDATE pages SET status = 'failed', error = :reason, lease_until = NULL,
-                                 updated_at = now()
-                 WHERE id = ANY(:ids) AND status = 'publishing'
+                f"""
+                UPDATE pages
+                   SET status = {PageStatus.FAILED.sql}, error = :reason, lease_until = NULL,
+                       updated_at = now()
+                 WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
              RETURNING job_id
                 """
             ).bindparams(_IDS),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus
+from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus, sql_status
 
 
 async def create_job(
@@ -83,24 +83,26 @@ async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str 
     row = (
         await session.execute(
             text(
-                """
+                f"""
                 UPDATE jobs j
                    SET completed_pages = c.done,
                        failed_pages = c.failed,
                        updated_at = now(),
                        status = CASE
-                         WHEN j.error IS NOT NULL THEN 'failed'
+                         WHEN j.error IS NOT NULL THEN {JobStatus.FAILED.sql}
                          WHEN j.rendered_pages + cardinality(j.excluded_pages) < j.total_page_number
                               AND j.render_lease_until IS NOT NULL THEN j.status
                          WHEN c.done = j.total_page_number - cardinality(j.excluded_pages)
-                              THEN 'completed'
+                              THEN {JobStatus.COMPLETED.sql}
                          WHEN c.done + c.failed
-                              = j.total_page_number - cardinality(j.excluded_pages) THEN 'failed'
-                         WHEN j.status IN ('completed', 'failed') THEN 'queued'
+                              = j.total_page_number - cardinality(j.excluded_pages)
+                              THEN {JobStatus.FAILED.sql}
+                         WHEN j.status IN ({sql_status(JobStatus.COMPLETED, JobStatus.FAILED)})
+                              THEN {JobStatus.QUEUED.sql}
                          ELSE j.status
                        END
-                  FROM (SELECT count(*) FILTER (WHERE status = 'done') AS done,
-                               count(*) FILTER (WHERE status = 'failed') AS failed
+                  FROM (SELECT count(*) FILTER (WHERE status = {PageStatus.DONE.sql}) AS done,
+                               count(*) FILTER (WHERE status = {PageStatus.FAILED.sql}) AS failed
                           FROM pages WHERE job_id = :job_id) c
                  WHERE j.job_id = :job_id
              RETURNING j.status

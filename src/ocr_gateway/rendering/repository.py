@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import Job, Page, PageStatus
+from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus, sql_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +32,14 @@ async def claim_unfinished_renders(
     rows = (
         await session.execute(
             text(
-                """
+                f"""
                 UPDATE jobs j
                    SET render_lease_until = now() + make_interval(secs => :lease),
                        render_attempts = j.render_attempts + 1,
                        updated_at = now()
                   FROM (SELECT job_id FROM jobs
-                         WHERE status IN ('pending', 'queued') AND error IS NULL
+                         WHERE status IN ({sql_status(JobStatus.PENDING, JobStatus.QUEUED)})
+                           AND error IS NULL
                            AND render_lease_until IS NOT NULL
                            AND render_lease_until < now()
                          ORDER BY created_at
