@@ -119,10 +119,14 @@ class DispatchControl:
     async def purge_queue(self) -> None:
         """Stop publishing, purge the pages queue, and return queued pages to pending."""
         await self.stop_and_drain()
-        purged = await self.broker.purge_pages()
+        purged = await self.purge_pages()
         async with self.sessions.begin() as session:
             requeued = await repo.requeue_queued_pages(session)
         log.info("pages queue purged messages=%d pages_back_to_pending=%d", purged, requeued)
+
+    async def purge_pages(self) -> int:
+        """Empty the pages queue (after a stop and drain); returns the messages removed."""
+        return await self.broker.purge_pages()
 
     def _wake_local(self) -> None:
         """NOTIFY reaches every dispatcher; the one in this process (if any) is woken at once."""

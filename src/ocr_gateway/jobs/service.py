@@ -101,5 +101,5 @@ class JobService:
         await self.storage.remove_all_job_dirs()
         for job_id in deleted:
             await self.storage.remove_file(self.storage.temp_path(job_id))
-        purged = await self.control.broker.purge_pages()
+        purged = await self.control.purge_pages()
         log.info("all jobs deleted jobs=%d purged_messages=%d", len(deleted), purged)
