@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install migrate run test lint format clean bench bench-peer bench-ocr
+.PHONY: install migrate run test test-unit lint format clean bench bench-peer bench-ocr
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,13 @@ run: migrate
 test: install
 	$(BIN)/pytest
 
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
 lint: install
 	$(BIN)/ruff check src tests alembic bench
 	$(BIN)/ruff format --check src tests alembic bench
-	$(BIN)/mypy
+	$(BIN)/mypy src tests bench
 
 format: install
 	$(BIN)/ruff check --fix src tests alembic

@@ -32,7 +32,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.launcher.children import start_workers, stop_children
 from ocr_gateway.messaging.amqp import dead_letter_queue, queue_depth
 from ocr_gateway.worker.consumer import OcrWorker
-from ocr_gateway.worker.layout import Box, OcrOutput, reading_order, to_output
+from ocr_gateway.worker.layout import OcrOutput
 from tests.support.documents import blank_pdf, sample
 from tests.support.http import job_detail, upload, wait_for_job, wait_rendered
 from tests.support.waiting import wait_until
@@ -346,44 +346,7 @@ async def test_unreadable_messages_are_dead_lettered_and_ocr_errors_become_faile
     assert job["status"] == "failed" and job["failed_pages"] == 1
 
 
-# ---------------------------------------------------------------- reading order and engines
-
-
-def test_reading_order_reads_a_title_then_each_column_top_to_bottom() -> None:
-    def line(x0: float, y0: float, width: float, text: str) -> Box:
-        return Box(x0, y0, x0 + width, y0 + 20, text, 0.9)
-
-    title = line(300, 10, 400, "Title")
-    left = [line(50, 100 + 25 * row, 440, f"L{row}") for row in range(6)]
-    right = [line(520, 102 + 25 * row, 440, f"R{row}") for row in range(6)]
-    # The detector merged one left line with its right neighbour across the gap.
-    merged = line(50, 250, 910, "L6 R6")
-    footer = line(50, 330, 910, "Footer")
-    shuffled = [right[3], footer, left[2], merged, title, *right[:3], *left[3:], *right[4:]]
-    shuffled += left[:2]
-
-    lines = reading_order(shuffled)
-    texts = [" ".join(box.text for box in row) for row in lines]
-    assert texts == [
-        "Title",
-        *(f"L{row}" for row in range(6)),
-        "L6 R6",
-        *(f"R{row}" for row in range(6)),
-        "Footer",
-    ]
-
-
-def test_words_on_one_line_are_read_left_to_right() -> None:
-    words = [
-        Box(300, 12, 360, 30, "three"),
-        Box(10, 10, 80, 30, "one"),
-        Box(100, 8, 200, 31, "two"),
-    ]
-    below = Box(10, 50, 90, 70, "next")
-    output = to_output([below, *words])
-    assert output.text == "one two three\nnext"
-    assert [box["text"] for box in output.boxes] == ["one", "two", "three", "next"]
-    assert output.boxes[0] == {"bbox": [10.0, 10.0, 80.0, 30.0], "text": "one", "confidence": None}
+# ---------------------------------------------------------------- engines
 
 
 @pytest.mark.skipif(

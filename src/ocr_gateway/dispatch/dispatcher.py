@@ -32,6 +32,9 @@ FLUSH_INTERVAL_S = 0.2
 # thread keeps the page buffers in one malloc arena instead of one per pool thread.
 PREPARE_BATCH = 16
 PREPARE_AHEAD = 2
+# After a failed publish or an unreachable broker the feeder waits before its next claim:
+# FIRST_BACKOFF_S, doubling while the failures go on, up to MAX_BACKOFF_S.
+FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 
 
@@ -57,6 +60,22 @@ class Outcomes:
     confirmed: list[int] = field(default_factory=list)
     unconfirmed: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
+
+
+def room_in_queue(high_water: int, depth: int, held: int) -> int:
+    """How many pages may be claimed now: the high-water mark less the pages already in the
+    queue and those this process holds (claimed, not in the queue's count yet, but soon)."""
+    return high_water - depth - held
+
+
+def backoff_after_failure(backoff: float) -> float:
+    """The wait before the next claim once a publish failed: at least FIRST_BACKOFF_S."""
+    return max(backoff, FIRST_BACKOFF_S)
+
+
+def next_backoff(backoff: float) -> float:
+    """The wait after this one while failures go on: doubled, up to MAX_BACKOFF_S."""
+    return min(MAX_BACKOFF_S, backoff * 2)
 
 
 def _read_file(path: str) -> bytes:
@@ -259,7 +278,7 @@ class Dispatcher:
                 raise asyncio.CancelledError
             if self._backoff:
                 await asyncio.sleep(self._backoff)
-                self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
+                self._backoff = next_backoff(self._backoff)
             room = await self._room_in_queue()
             if room <= 0:
                 await self._pause()
@@ -334,11 +353,11 @@ class Dispatcher:
         except Exception as exc:
             return self._broker_unavailable(exc)
         # Pages this process holds are not in the queue's count yet, but soon will be.
-        return self.settings.queue_high_water - depth - len(self._held)
+        return room_in_queue(self.settings.queue_high_water, depth, len(self._held))
 
     def _broker_unavailable(self, exc: BaseException) -> int:
         log.warning("broker unavailable, publishing paused: %r", exc)
-        self._backoff = max(self._backoff, 1.0)
+        self._backoff = backoff_after_failure(self._backoff)
         return 0
 
     async def _pause(self) -> None:
@@ -377,7 +396,7 @@ class Dispatcher:
             log.warning("publish not confirmed message_id=%s: %s", item.message_id, error)
             outcomes.unconfirmed.append(item.page_id)
             # The feeder waits before its next claim, doubling while failures go on.
-            self._backoff = max(self._backoff, 1.0)
+            self._backoff = backoff_after_failure(self._backoff)
 
     async def _flush_periodically(self, outcomes: Outcomes) -> None:
         while True:
