@@ -19,7 +19,11 @@ _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
-        return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"error": exc.kind, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers or None,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,7 @@
-"""The gateway's one error hierarchy; the API turns each into `{"error", "detail"}`."""
+"""The gateway's one error hierarchy; the API turns each into `{"error", "detail"}`.
+
+An error may also carry HTTP headers for its answer (a 503's `Retry-After`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ class GatewayError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers: dict[str, str] = {}
 
 
 class BadUpload(GatewayError):
@@ -78,7 +82,15 @@ class Unauthorized(GatewayError):
 
 
 class ServiceUnavailable(GatewayError):
-    """A backing service (PostgreSQL, RabbitMQ, render pool) cannot be reached right now."""
+    """A backing service (PostgreSQL, RabbitMQ, a process pool) cannot be used right now.
+
+    The answer says when to try again, in whole seconds, with `Retry-After`.
+    """
 
     status_code = 503
     kind = "service_unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.headers["Retry-After"] = str(retry_after_s)

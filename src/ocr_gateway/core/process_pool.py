@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 from collections.abc import Callable
@@ -41,11 +42,44 @@ def warm_up() -> int:
 
 
 class WorkerLost(Exception):
-    """The worker process died (crash or kill) or was stopped for exceeding its time."""
+    """The task did not finish: its worker process died (crash or kill) or ran over its time."""
+
+
+class TaskTimedOut(WorkerLost):
+    """The task ran over its time limit, and its worker was killed."""
+
+
+class PoolUnavailable(WorkerLost):
+    """The pool could not take the task at all, even after a rebuild: the task never ran."""
+
+
+def _fault(executor: ProcessPoolExecutor) -> str | None:
+    """Why `executor` can no longer be trusted with a task, or None if it still can.
+
+    A worker that died while idle breaks the executor only once its manager thread notices;
+    its sentinel (a pipe closed by the kernel when the process ends) shows it at once.
+    """
+    broken = getattr(executor, "_broken", False)
+    if broken:
+        return str(broken)
+    processes = getattr(executor, "_processes", None) or {}
+    try:
+        sentinels = [process.sentinel for process in list(processes.values())]
+    except ValueError:  # a process object already closed
+        return "a worker process was closed"
+    if sentinels and multiprocessing.connection.wait(sentinels, timeout=0):
+        return "a worker process had exited"
+    return None
 
 
 class ProcessPool:
-    """`run_in_executor` over a `spawn` pool, so no event loop or DB connection is ever forked."""
+    """`run_in_executor` over a `spawn` pool, so no event loop or DB connection is ever forked.
+
+    A pool found broken before a task (a worker that died while idle, or a break noticed at
+    submit) is rebuilt and the task submitted to the new one, so an earlier crash never fails a
+    later task. A task whose worker dies under it raises WorkerLost; the caller decides whether
+    to try again, because only it knows whether the task itself may be what kills the worker.
+    """
 
     def __init__(
         self,
@@ -61,6 +95,7 @@ class ProcessPool:
         self._initargs = initargs
         self._context = multiprocessing.get_context("spawn")
         self._executor = self._new_executor()
+        self._closed = False
         self.rebuilds = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -73,18 +108,17 @@ class ProcessPool:
 
     async def start(self, probe: Callable[[], object] = warm_up, timeout: float = 120) -> None:
         """Start every worker now (running `probe` in each), so the first task does not wait
-        for interpreter start-up or for what the initializer loads."""
+        for interpreter start-up or for what the initializer loads. Raise WorkerLost if the
+        pool cannot run the probe."""
         await asyncio.gather(*(self.run(probe, timeout=timeout) for _ in range(self.workers)))
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
-        """Run `fn(*args)` in a worker; raise WorkerLost if the worker dies or runs over."""
-        executor = self._executor
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(executor, functools.partial(fn, *args))
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._replace(executor, reason=str(exc) or type(exc).__name__)
-            raise WorkerLost(f"the {self.name} worker was unavailable") from exc
+        """Run `fn(*args)` in a worker.
+
+        Raise PoolUnavailable if no working pool would take the task, TaskTimedOut if it ran
+        over `timeout` (its worker is killed), and WorkerLost if its worker died under it.
+        """
+        executor, future = self._submit(functools.partial(fn, *args))
         try:
             return await asyncio.wait_for(future, timeout)
         except BrokenProcessPool as exc:
@@ -92,15 +126,35 @@ class ProcessPool:
             raise WorkerLost(f"the {self.name} worker process died") from exc
         except TimeoutError as exc:
             self._replace(executor, reason=f"a task ran over {timeout:.0f}s", kill=True)
-            raise WorkerLost(f"the {self.name} worker ran over {timeout:.0f}s") from exc
+            raise TaskTimedOut(f"the {self.name} worker ran over {timeout:.0f}s") from exc
+
+    def _submit(self, task: Callable[[], T]) -> tuple[ProcessPoolExecutor, asyncio.Future[T]]:
+        """Hand `task` to a pool checked just before; rebuild and try once more if it refuses."""
+        loop = asyncio.get_running_loop()
+        error: Exception | None = None
+        for _ in range(2):
+            if self._closed:
+                raise PoolUnavailable(f"the {self.name} pool is shut down")
+            executor = self._executor
+            fault = _fault(executor)
+            if fault is not None:
+                self._replace(executor, reason=f"found before use: {fault}")
+                executor = self._executor
+            try:
+                return executor, loop.run_in_executor(executor, task)
+            except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                # Broken since the check, or no worker process could be started.
+                error = exc
+                self._replace(executor, reason=str(exc) or type(exc).__name__)
+        raise PoolUnavailable(f"the {self.name} worker was unavailable ({error})") from error
 
     def worker_pids(self) -> list[int]:
         processes = getattr(self._executor, "_processes", None) or {}
-        return [p.pid for p in processes.values() if p.pid is not None]
+        return [p.pid for p in list(processes.values()) if p.pid is not None]
 
     def _replace(self, broken: ProcessPoolExecutor, *, reason: str, kill: bool = False) -> None:
         """Swap in a fresh executor once per broken one; tasks on the old one get WorkerLost."""
-        if broken is not self._executor:
+        if broken is not self._executor or self._closed:
             return
         log.warning("%s pool rebuilt: %s", self.name, reason)
         self.rebuilds += 1
@@ -112,6 +166,8 @@ class ProcessPool:
         broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
+        """Stop the workers for good: later tasks get PoolUnavailable, and no rebuild happens."""
+        self._closed = True
         processes = getattr(self._executor, "_processes", None) or {}
         self._executor.shutdown(wait=False, cancel_futures=True)
         for process in list(processes.values()):

@@ -11,12 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ocr_gateway.core.errors import BadUpload, PageTooLarge, TooManyPages
-from ocr_gateway.core.process_pool import ProcessPool, WorkerLost
+from ocr_gateway.core.errors import BadUpload, PageTooLarge, ServiceUnavailable, TooManyPages
+from ocr_gateway.core.process_pool import PoolUnavailable, ProcessPool, TaskTimedOut, WorkerLost
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering.inspection import Inspection, inspect_document
+from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.uploads.media import MediaType
@@ -25,6 +26,13 @@ from ocr_gateway.uploads.spool import spool_upload
 log = logging.getLogger(__name__)
 
 INSPECT_TIMEOUT_S = 60.0
+# Runs of one upload's inspection: a pool found broken costs a run, and so does a worker that
+# died under the inspection (which may be the document's doing, or a kill from outside).
+INSPECT_RUNS = 3
+# Tries at proving, with a trivial task, that a rebuilt pool works; then the answer is 503.
+POOL_PROBES = 2
+PROBE_TIMEOUT_S = 30.0
+RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +109,7 @@ class UploadService:
         return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
 
     async def _inspect(self, path: str, media_type: MediaType) -> Inspection:
-        try:
-            result = await self.inspect_pool.run(
-                inspect_document,
-                path,
-                media_type.value,
-                self.settings.max_pages,
-                self.renderer.options,
-                timeout=INSPECT_TIMEOUT_S,
-            )
-        except WorkerLost as exc:
-            raise BadUpload(f"the document could not be parsed ({exc})") from exc
+        result = await self._run_inspection(path, media_type)
         if result.problem is None:
             return result
         log.info("upload refused problem=%s detail=%s", result.problem, result.detail)
@@ -121,6 +119,51 @@ class UploadService:
             raise PageTooLarge(result.detail)
         raise BadUpload(result.detail)
 
+    async def _run_inspection(self, path: str, media_type: MediaType) -> Inspection:
+        """Inspect the upload in the pool, blaming the document only for what it did.
+
+        A pool that fails is rebuilt and proven with a trivial task before the inspection runs
+        again; a pool that cannot be made to work is the service's fault (503). The document is
+        refused (422) only when its inspection ran over its time, or killed its worker twice,
+        the second time on a pool that had just been proven to work.
+        """
+        crashes = 0
+        for _ in range(INSPECT_RUNS):
+            try:
+                return await self.inspect_pool.run(
+                    inspect_document,
+                    path,
+                    media_type.value,
+                    self.settings.max_pages,
+                    self.renderer.options,
+                    timeout=INSPECT_TIMEOUT_S,
+                )
+            except TaskTimedOut as exc:
+                raise BadUpload(f"the document could not be inspected in time ({exc})") from exc
+            except PoolUnavailable as exc:
+                log.warning("inspection not run, the pool is unavailable: %s", exc)
+            except WorkerLost as exc:
+                crashes += 1
+                log.warning("inspection lost its worker path=%s crashes=%d: %s", path, crashes, exc)
+                if crashes > 1:
+                    raise BadUpload(
+                        f"the inspection crashed on this document ({exc}, twice)"
+                    ) from exc
+            await self._prove_pool()
+        raise _pool_unavailable(f"the inspection did not finish in {INSPECT_RUNS} runs")
+
+    async def _prove_pool(self) -> None:
+        """Run a trivial task in the inspect pool (rebuilding it if need be), or raise 503."""
+        reason = "no probe ran"
+        for _ in range(POOL_PROBES):
+            try:
+                await self.inspect_pool.start(warm_up, timeout=PROBE_TIMEOUT_S)
+                return
+            except WorkerLost as exc:
+                reason = str(exc)
+                log.error("inspect pool failed its probe: %s", exc)
+        raise _pool_unavailable(reason)
+
     # ------------------------------------------------------------ rendering
 
     async def remove_orphan_uploads(self) -> None:
@@ -129,3 +172,10 @@ class UploadService:
         removed = await self.storage.remove_orphan_uploads(known, self.settings.orphan_temp_age_s)
         for path in removed:
             log.info("orphaned upload removed path=%s", path.name)
+
+
+def _pool_unavailable(reason: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"uploads cannot be inspected right now ({reason}); try again shortly",
+        retry_after_s=RETRY_AFTER_S,
+    )
