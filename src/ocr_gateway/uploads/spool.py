@@ -3,13 +3,18 @@
 Starlette's form parsing reads the whole body before a route runs; this parser instead writes
 the `file` part to disk in 1 MiB slices, sniffs its magic bytes from the first slice, and stops
 the moment the cap is passed, so memory stays bounded and nothing oversized reaches the disk.
+
+`spool_upload` wires small pieces that each can be tested alone: `parse_boundary` reads the
+Content-Type, `SizeLimits` holds every byte limit, `MultipartEvents` turns the push parser's
+callbacks into events, `FileField` picks the `file` part out of them, and `FileSink` types and
+writes its bytes.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -41,13 +46,215 @@ def clean_filename(raw: str) -> str:
 
 
 @dataclass(slots=True)
-class _Events:
-    """What the sync parser callbacks saw during one `write`, for the async side to act on."""
+class SizeLimits:
+    """Every byte limit of one upload, counted as the bytes arrive.
 
-    header_field: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    items: list[tuple[str, bytes]] = field(default_factory=list)
+    The body may exceed the file's cap by `ENVELOPE_BYTES` (multipart headers and small extra
+    fields); the file part itself may not exceed `max_bytes`.
+    """
+
+    max_bytes: int
+    body_bytes: int = 0
+    file_bytes: int = 0
+
+    def check_declared(self, content_length: str | None) -> None:
+        """Refuse a body whose Content-Length is already over the cap, before reading it."""
+        if (
+            content_length is not None
+            and content_length.isdigit()
+            and int(content_length) > self.max_bytes + ENVELOPE_BYTES
+        ):
+            raise self._too_large()
+
+    def count_body(self, size: int) -> None:
+        self.body_bytes += size
+        if self.body_bytes > self.max_bytes + ENVELOPE_BYTES:
+            raise self._too_large()
+
+    def count_file(self, size: int) -> None:
+        self.file_bytes += size
+        if self.file_bytes > self.max_bytes:
+            raise self._too_large()
+
+    def _too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(f"upload exceeds the limit of {self.max_bytes} bytes")
+
+
+def parse_boundary(content_type: str | None) -> bytes:
+    """The multipart boundary of a `multipart/form-data` Content-Type; else MalformedRequest."""
+    if content_type is None:
+        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
+    mime, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
+    return boundary
+
+
+@dataclass(frozen=True, slots=True)
+class PartStarted:
+    """A part's headers are complete; `disposition` is its raw Content-Disposition value."""
+
+    disposition: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnded:
+    pass
+
+
+PartEvent = PartStarted | PartData | PartEnded
+
+
+class MultipartEvents:
+    """python-multipart's push parser, its callbacks turned into events returned per chunk.
+
+    The callbacks run synchronously inside `write`; the async caller acts on the events after.
+    Any parse error becomes MalformedRequest.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._events: list[PartEvent] = []
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+            },
+            # A part's header line may carry a long client filename; it is cut to 255
+            # characters later, so refusing it here would only turn a harmless name into a
+            # failed upload.
+            max_header_size=ENVELOPE_BYTES,
+        )
+
+    def feed(self, chunk: bytes) -> list[PartEvent]:
+        try:
+            self._parser.write(chunk)
+        except Exception as exc:  # python-multipart raises its own parse errors
+            raise MalformedRequest(f"malformed multipart body: {exc}") from exc
+        events, self._events = self._events, []
+        return events
+
+    def finish(self) -> None:
+        """Check that the body ended where a multipart body may end."""
+        try:
+            self._parser.finalize()
+        except Exception as exc:
+            raise MalformedRequest(f"malformed multipart body: {exc}") from exc
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _on_headers_finished(self) -> None:
+        self._events.append(PartStarted(self._headers.get(b"content-disposition", b"")))
+        self._headers = {}
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self._events.append(PartData(data[start:end]))
+
+    def _on_part_end(self) -> None:
+        self._events.append(PartEnded())
+
+
+class FileField:
+    """Picks the upload out of the parts: the first part named `file`; later ones are ignored."""
+
+    def __init__(self) -> None:
+        self.filename: str | None = None
+        self.complete = False
+        self._inside = False
+
+    def accept(self, event: PartEvent) -> bytes | None:
+        """Follow one event; return its bytes if they belong to the file."""
+        if isinstance(event, PartStarted):
+            _, disposition = parse_options_header(event.disposition)
+            name = disposition.get(b"name", b"").decode("latin-1")
+            self._inside = name == FILE_FIELD and not self.complete
+            if self._inside:
+                self.filename = clean_filename(_decode_filename(disposition.get(b"filename", b"")))
+        elif isinstance(event, PartData):
+            if self._inside:
+                return event.data
+        elif self._inside:
+            self._inside = False
+            self.complete = True
+        return None
+
+
+class FileSink:
+    """The file on its way to `destination`: typed by its first bytes, written in slices.
+
+    Nothing is written before the type is known and accepted, so a refused type leaves no file.
+    """
+
+    def __init__(self, destination: Path, accepted: frozenset[MediaType]) -> None:
+        self.destination = destination
+        self.accepted = accepted
+        self.media_type: MediaType | None = None
+        self._pending = bytearray()
+        self._out: anyio.AsyncFile[bytes] | None = None
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        if len(self._pending) >= WRITE_SLICE:
+            await self._flush(final=False)
+
+    async def finish(self) -> MediaType:
+        """Write what is left (typing a file shorter than the sniff window) and return its type."""
+        await self._flush(final=True)
+        assert self.media_type is not None
+        return self.media_type
+
+    async def close(self) -> None:
+        if self._out is not None:
+            await self._out.aclose()
+            self._out = None
+
+    async def discard(self) -> None:
+        """Close and remove the partial file, if any was started."""
+        await self.close()
+        await anyio.Path(self.destination).unlink(missing_ok=True)
+
+    async def _flush(self, *, final: bool) -> None:
+        if self.media_type is None:
+            if len(self._pending) < SNIFF_BYTES and not final:
+                return
+            self.media_type = self._sniff()
+        if self._out is None:
+            self._out = await anyio.open_file(self.destination, "wb")
+        if self._pending:
+            await self._out.write(bytes(self._pending))
+            self._pending.clear()
+
+    def _sniff(self) -> MediaType:
+        media_type = sniff(bytes(self._pending[:SNIFF_BYTES]))
+        if media_type is None or media_type not in self.accepted:
+            found = media_type.value if media_type else "unrecognised data"
+            wanted = ", ".join(sorted(m.value for m in self.accepted))
+            raise UnsupportedMediaType(
+                f"the file's content is {found}; this endpoint takes {wanted}"
+            )
+        return media_type
 
 
 async def spool_upload(
@@ -63,132 +270,40 @@ async def spool_upload(
 
     On any error the partial file is removed before the error propagates.
     """
-    if content_type is None:
-        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
-    mime, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if mime != b"multipart/form-data" or not boundary:
-        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
-    if (
-        content_length is not None
-        and content_length.isdigit()
-        and int(content_length) > max_bytes + ENVELOPE_BYTES
-    ):
-        raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
-
-    events = _Events()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        events.header_field += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        events.header_value += data[start:end]
-
-    def on_header_end() -> None:
-        events.headers[bytes(events.header_field).lower()] = bytes(events.header_value)
-        events.header_field.clear()
-        events.header_value.clear()
-
-    def on_headers_finished() -> None:
-        events.items.append(("part", events.headers.get(b"content-disposition", b"")))
-        events.headers = {}
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        events.items.append(("data", data[start:end]))
-
-    def on_part_end() -> None:
-        events.items.append(("end", b""))
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-        # A part's header line may carry a long client filename; it is cut to 255 characters
-        # later, so refusing it here would only turn a harmless name into a failed upload.
-        max_header_size=ENVELOPE_BYTES,
-    )
-
-    filename: str | None = None
-    media_type: MediaType | None = None
-    in_file_part = False
-    file_done = False
-    size = 0
-    total = 0
-    pending = bytearray()
-    out: anyio.AsyncFile[bytes] | None = None
-
-    async def flush(final: bool = False) -> None:
-        nonlocal out, media_type
-        if media_type is None:
-            if len(pending) < SNIFF_BYTES and not final:
-                return
-            media_type = sniff(bytes(pending[:SNIFF_BYTES]))
-            if media_type is None or media_type not in accepted:
-                found = media_type.value if media_type else "unrecognised data"
-                wanted = ", ".join(sorted(m.value for m in accepted))
-                raise UnsupportedMediaType(
-                    f"the file's content is {found}; this endpoint takes {wanted}"
-                )
-        if out is None:
-            out = await anyio.open_file(destination, "wb")
-        if pending:
-            await out.write(bytes(pending))
-            pending.clear()
-
+    boundary = parse_boundary(content_type)
+    limits = SizeLimits(max_bytes)
+    limits.check_declared(content_length)
+    sink = FileSink(destination, accepted)
     try:
-        async for chunk in body:
-            total += len(chunk)
-            if total > max_bytes + ENVELOPE_BYTES:
-                raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
-            try:
-                parser.write(chunk)
-            except Exception as exc:  # python-multipart raises its own parse errors
-                raise MalformedRequest(f"malformed multipart body: {exc}") from exc
-            items, events.items = events.items, []
-            for kind, data in items:
-                if kind == "part":
-                    _, disposition = parse_options_header(data)
-                    name = disposition.get(b"name", b"").decode("latin-1")
-                    in_file_part = name == FILE_FIELD and not file_done
-                    if in_file_part:
-                        raw = disposition.get(b"filename", b"")
-                        filename = clean_filename(_decode_filename(raw))
-                elif kind == "data" and in_file_part:
-                    size += len(data)
-                    if size > max_bytes:
-                        raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
-                    pending += data
-                    if len(pending) >= WRITE_SLICE:
-                        await flush()
-                elif kind == "end" and in_file_part:
-                    in_file_part = False
-                    file_done = True
-        try:
-            parser.finalize()
-        except Exception as exc:
-            raise MalformedRequest(f"malformed multipart body: {exc}") from exc
-        if not file_done:
-            raise MalformedRequest("the multipart body has no complete 'file' field")
-        if size == 0:
-            raise MalformedRequest("the uploaded file is empty")
-        await flush(final=True)
-        assert media_type is not None and filename is not None
-        return SpooledUpload(destination, filename, media_type, size)
+        filename = await _receive(body, MultipartEvents(boundary), sink, limits)
+        media_type = await sink.finish()
+        return SpooledUpload(destination, filename, media_type, limits.file_bytes)
     except BaseException:
-        if out is not None:
-            await out.aclose()
-            out = None
-        await anyio.Path(destination).unlink(missing_ok=True)
+        await sink.discard()
         raise
     finally:
-        if out is not None:
-            await out.aclose()
+        await sink.close()
+
+
+async def _receive(
+    body: AsyncIterator[bytes], parts: MultipartEvents, sink: FileSink, limits: SizeLimits
+) -> str:
+    """Parse the whole body, passing the file's bytes to `sink`; return the file's name."""
+    field = FileField()
+    async for chunk in body:
+        limits.count_body(len(chunk))
+        for event in parts.feed(chunk):
+            data = field.accept(event)
+            if data is not None:
+                limits.count_file(len(data))
+                await sink.write(data)
+    parts.finish()
+    if not field.complete:
+        raise MalformedRequest("the multipart body has no complete 'file' field")
+    if limits.file_bytes == 0:
+        raise MalformedRequest("the uploaded file is empty")
+    assert field.filename is not None
+    return field.filename
 
 
 def _decode_filename(raw: bytes) -> str:
