@@ -1,12 +1,20 @@
-# ocr-gateway: the API with its dispatcher and results consumer. See docker-compose.yml.
+# ocr-gateway: one image for the gateway's three processes, each run as its own container (see
+# docker-compose.yml): the API by default (`ocr-gateway serve`, after the migrations),
+# `ocr-gateway dispatch` for the dispatcher and `ocr-gateway worker` for an OCR worker.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ORT_DISABLE_TELEMETRY=1
 
 WORKDIR /app
+
+# RapidOCR's OpenCV needs libGL and GLib at import time.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+ && rm -rf /var/lib/apt/lists/*
 
 # Only what the package and its migrations need (no .venv, .env or runtime data).
 COPY pyproject.toml README.md alembic.ini ./
@@ -15,7 +23,8 @@ COPY src ./src
 
 # `ocr-gateway migrate` looks for alembic.ini and alembic/ next to the source tree; with a
 # regular (non-editable) install that is a directory inside the interpreter, so link them there.
-RUN pip install . \
+# The `ocr` extra is the worker's default engine (RapidOCR, models inside the wheel).
+RUN pip install '.[ocr]' \
  && root="$(python -c 'from ocr_gateway.db import migrate; print(getattr(migrate, "PROJECT_ROOT", "/app"))')" \
  && if [ ! -e "$root/alembic.ini" ]; then \
         ln -s /app/alembic.ini "$root/alembic.ini" && ln -s /app/alembic "$root/alembic"; \

@@ -18,7 +18,7 @@ migrate: install
 	$(BIN)/ocr-gateway migrate
 
 run: migrate
-	$(BIN)/ocr-gateway serve
+	$(BIN)/ocr-gateway run
 
 test: install
 	$(BIN)/pytest

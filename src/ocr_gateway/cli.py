@@ -1,4 +1,5 @@
-"""`ocr-gateway migrate | serve | dispatch | worker`: the commands behind `make run`."""
+"""`ocr-gateway migrate | serve | dispatch | worker | run`: one command per process, and `run`
+(behind `make run`) to start them all on one machine."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import signal
 import sys
 
 from ocr_gateway.core.settings import get_settings
-from ocr_gateway.launcher.children import Supervisor, start_dispatcher, start_worker
 
 log = logging.getLogger("ocr_gateway.cli")
 
 ENGINE_CHOICES = ("rapidocr", "tesseract")
-WORKER_KILL_AFTER_S = 10.0
-DISPATCH_KILL_AFTER_S = 10.0
+# Open connections get this long to finish after a SIGTERM (the launcher allows for it).
+SERVE_GRACEFUL_SHUTDOWN_S = 20
 EXIT_INTERRUPTED = 130
 
 
@@ -41,7 +41,7 @@ def _not_negative(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """The `ocr-gateway` command. A Ctrl-C that lands before a command has installed its own
-    handling (e.g. while a child started by `serve` is still importing) ends it quietly."""
+    handling (e.g. while it is still importing) ends it quietly."""
     try:
         _run(argv)
     except KeyboardInterrupt:
@@ -52,17 +52,9 @@ def _run(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="ocr-gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create the database if missing and run the migrations")
-    serve = commands.add_parser(
-        "serve", help="serve the API with the results consumer, and OCR workers beside it"
-    )
+    serve = commands.add_parser("serve", help="serve the API, with the results consumer")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=_tcp_port, default=None)
-    serve.add_argument(
-        "--workers",
-        type=_not_negative,
-        default=None,
-        help="OCR workers to start beside the API (default OCR_GATEWAY_RUN_WORKERS)",
-    )
     worker = commands.add_parser(
         "worker", help="run an OCR worker: pages queue in, OCR, results queue out"
     )
@@ -78,13 +70,22 @@ def _run(argv: list[str] | None) -> None:
         default=None,
         help="OCR engine (default OCR_GATEWAY_OCR_ENGINE)",
     )
-    # Given by `serve` to the workers it starts: stop when the serving process is gone.
-    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
-    dispatch = commands.add_parser(
-        "dispatch",
-        help="publish pages to the broker when an operator starts (`serve` runs one itself)",
+    commands.add_parser(
+        "dispatch", help="publish pages to the broker when an operator starts (any number may run)"
     )
-    dispatch.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    run = commands.add_parser(
+        "run",
+        help="start the API, a dispatcher and OCR workers on this machine, start again any that "
+        "dies, and stop them all in order on Ctrl-C or SIGTERM (what `make run` does)",
+    )
+    run.add_argument("--host", default=None)
+    run.add_argument("--port", type=_tcp_port, default=None)
+    run.add_argument(
+        "--workers",
+        type=_not_negative,
+        default=None,
+        help="OCR workers to start (default OCR_GATEWAY_RUN_WORKERS)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
 
@@ -100,30 +101,35 @@ def _run(argv: list[str] | None) -> None:
         from ocr_gateway.core.logging import configure_logging
 
         configure_logging(settings.logs_dir, settings.log_level)
-        count = settings.run_workers if args.workers is None else args.workers
-        # uvicorn re-raises a SIGTERM or SIGINT after its graceful shutdown; exit through the
-        # `finally` below instead, so the dispatcher and the workers are stopped in turn.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _exit_cleanly)
-        children = Supervisor()
-        children.add("dispatcher", start_dispatcher)
-        children.add("OCR worker", start_worker, count)
-        children.start()
-        try:
-            uvicorn.run(
-                create_app(settings, run_dispatcher=False),
-                host=args.host or settings.host,
-                port=args.port or settings.port,
-                log_config=None,
-                timeout_graceful_shutdown=20,
-            )
-        finally:
-            children.stop("dispatcher", grace=settings.publish_timeout_s + DISPATCH_KILL_AFTER_S)
-            children.stop("OCR worker", grace=settings.ocr_stop_grace_s + WORKER_KILL_AFTER_S)
+        # The API alone: publishing is the dispatcher's process (`ocr-gateway dispatch`).
+        # uvicorn handles SIGTERM and SIGINT: it stops taking requests, lets open ones finish,
+        # then raises the signal again for the handler it found. For SIGTERM that handler exits
+        # normally, so the pools' semaphores are released (a death by signal leaves them to
+        # multiprocessing's resource tracker, which warns about each on stderr).
+        signal.signal(signal.SIGTERM, _exit_normally)
+        uvicorn.run(
+            create_app(settings, run_dispatcher=False),
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=SERVE_GRACEFUL_SHUTDOWN_S,
+        )
     elif args.command == "dispatch":
         from ocr_gateway.dispatch.process import run_dispatcher
 
-        sys.exit(run_dispatcher(settings, exit_with_parent=args.exit_with_parent))
+        sys.exit(run_dispatcher(settings))
+    elif args.command == "run":
+        from ocr_gateway.launcher.run import run_gateway
+
+        workers = settings.run_workers if args.workers is None else args.workers
+        sys.exit(
+            run_gateway(
+                settings,
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                workers=workers,
+            )
+        )
     elif args.command == "worker":
         from ocr_gateway.worker.consumer import run_worker
 
@@ -134,10 +140,10 @@ def _run(argv: list[str] | None) -> None:
             overrides["ocr_engine"] = args.engine
         if overrides:
             settings = settings.model_copy(update=overrides)
-        sys.exit(run_worker(settings, exit_with_parent=args.exit_with_parent))
+        sys.exit(run_worker(settings))
 
 
-def _exit_cleanly(_signum: int, _frame: object) -> None:
+def _exit_normally(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 

@@ -1,5 +1,10 @@
-"""The API process killed mid-render and mid-publish (SIGKILL), then started again:
-renders resume from temp/, leased pages return to pending, orphaned uploads are removed."""
+"""The gateway's processes killed mid-render and mid-publish (SIGKILL, all of them at once, as a
+power cut would), then started again: renders resume from temp/, leased pages return to pending,
+orphaned uploads are removed.
+
+`Gateway` runs `ocr-gateway run`, the launcher behind `make run`, over a throw-away database;
+the launcher tests in test_children.py use it too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -26,18 +30,34 @@ from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.rendering.storage import Storage
 from tests.support.documents import sample
 from tests.support.gateway import RUN_ID, delete_queues, drain, make_settings, seed_pages
+from tests.support.net import free_port
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+PROC = Path("/proc")
 
 
-class ServiceProcess:
-    """`python -m ocr_gateway serve` in its own process group, so SIGKILL takes its pool too."""
+def processes_with_env(key: str, value: str) -> list[int]:
+    """Pids of the live processes whose environment sets `key=value`: every process of one
+    gateway (launcher, API, dispatcher, workers, their pools and resource trackers)."""
+    wanted = f"{key}={value}".encode()
+    found: list[int] = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state not in ("Z", "X"):  # a zombie has exited; only its parent's wait is left
+            found.append(int(entry.name))
+    return found
+
+
+class Gateway:
+    """`python -m ocr_gateway run` in its own session, like `make run` in a terminal."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
@@ -51,7 +71,7 @@ class ServiceProcess:
                 sys.executable,
                 "-m",
                 "ocr_gateway",
-                "serve",
+                "run",
                 env=self.env,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
@@ -72,10 +92,32 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        """Every live process of this gateway, the launcher included."""
+        return processes_with_env("OCR_GATEWAY_DATABASE_URL", self.env["OCR_GATEWAY_DATABASE_URL"])
+
     async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            await asyncio.wait_for(self.process.wait(), 10)
+        """SIGKILL every process of this gateway at once: the launcher is frozen first, so it
+        neither starts another child nor lets the kernel's parent-death SIGTERM reach them."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        os.kill(self.process.pid, signal.SIGSTOP)
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(self.process.wait(), 10)
+        await self.wait_gone()
+
+    async def wait_gone(self, timeout: float = 10) -> None:
+        async def no_process_left() -> bool:
+            return not self.pids()
+
+        await wait_until(no_process_left, timeout=timeout)
 
 
 async def count_status(sessions: SessionFactory, status: str) -> int:
@@ -87,12 +129,12 @@ async def count_status(sessions: SessionFactory, status: str) -> int:
 
 
 @pytest.fixture
-async def spawned() -> AsyncIterator[list[ServiceProcess]]:
-    """Components started by a test; killed at its end whatever happened."""
-    processes: list[ServiceProcess] = []
-    yield processes
-    for process in processes:
-        await process.kill()
+async def spawned() -> AsyncIterator[list[Gateway]]:
+    """Gateways started by a test; killed at its end whatever happened."""
+    gateways: list[Gateway] = []
+    yield gateways
+    for gateway in gateways:
+        await gateway.kill()
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +156,7 @@ async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, 
         "OCR_GATEWAY_FILES_DIR": str(settings.files_dir),
         "OCR_GATEWAY_TEMP_DIR": str(settings.temp_dir),
         "OCR_GATEWAY_LOGS_DIR": str(settings.logs_dir),
-        "OCR_GATEWAY_PORT": str(_free_port()),
+        "OCR_GATEWAY_PORT": str(free_port()),
         "OCR_GATEWAY_RENDER_LEASE_S": "2",
         "OCR_GATEWAY_DISPATCH_LEASE_S": "3",
         "OCR_GATEWAY_DISPATCH_POLL_S": "0.2",
@@ -131,24 +173,24 @@ async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, 
 
 @contextlib.asynccontextmanager
 async def served_with_pages(
-    tmp_path: Path, spawned: list[ServiceProcess], *, jobs: int, pages: int, **extra: str
-) -> AsyncIterator[tuple[Settings, SessionFactory, list[uuid.UUID], ServiceProcess]]:
-    """`serve` running over a database seeded with rendered jobs."""
+    tmp_path: Path, spawned: list[Gateway], *, jobs: int, pages: int, **extra: str
+) -> AsyncIterator[tuple[Settings, SessionFactory, list[uuid.UUID], Gateway]]:
+    """`ocr-gateway run` over a database seeded with rendered jobs."""
     async with service_env(tmp_path, **extra) as (settings, env):
         engine = build_engine(settings, pool_size=2)
         try:
             sessions = build_session_factory(engine)
             seeded = await seed_pages((Storage(settings), sessions), jobs=jobs, pages=pages)
-            service = ServiceProcess(env, tmp_path / "service.log")
-            spawned.append(service)
-            await service.start()
-            yield settings, sessions, seeded, service
+            gateway = Gateway(env, tmp_path / "gateway.log")
+            spawned.append(gateway)
+            await gateway.start()
+            yield settings, sessions, seeded, gateway
         finally:
             await engine.dispose()
 
 
 def logged_dispatcher_pids(settings: Settings) -> list[int]:
-    """Pids of the dispatcher processes started so far, from the service's log files."""
+    """Pids of the dispatcher processes started so far, from the gateway's log files."""
     logged = "".join(p.read_text() for p in settings.logs_dir.glob("*.log"))
     return [
         int(line.rsplit("pid=", 1)[1].split()[0])
@@ -158,7 +200,7 @@ def logged_dispatcher_pids(settings: Settings) -> list[int]:
 
 
 async def test_killed_mid_render_resumes_from_temp_and_cleans_orphans(
-    tmp_path: Path, spawned: list[ServiceProcess]
+    tmp_path: Path, spawned: list[Gateway]
 ) -> None:
     async with service_env(tmp_path, OCR_GATEWAY_ORPHAN_TEMP_AGE_S="60") as (settings, env):
         settings.temp_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +211,7 @@ async def test_killed_mid_render_resumes_from_temp_and_cleans_orphans(
         fresh = settings.temp_dir / f"{uuid.uuid4()}.upload"
         fresh.write_bytes(b"an upload being spooled right now")
 
-        service = ServiceProcess(env, tmp_path / "service.log")
+        service = Gateway(env, tmp_path / "gateway.log")
         spawned.append(service)
         await service.start()
         async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
@@ -179,7 +221,7 @@ async def test_killed_mid_render_resumes_from_temp_and_cleans_orphans(
 
             async def partly_rendered() -> bool:
                 job = (await http.get(f"/admin/job/{job_id}")).json()
-                return 8 <= job["rendered_pages"] < 100
+                return bool(8 <= job["rendered_pages"] < 100)
 
             await wait_until(partly_rendered, interval=0.02)
             await service.kill()
@@ -209,7 +251,7 @@ async def test_killed_mid_render_resumes_from_temp_and_cleans_orphans(
 
 
 async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restart(
-    tmp_path: Path, channel: AbstractChannel, spawned: list[ServiceProcess]
+    tmp_path: Path, channel: AbstractChannel, spawned: list[Gateway]
 ) -> None:
     proxy = FaultProxy("127.0.0.1", 5672)
     await proxy.start()
@@ -226,7 +268,7 @@ async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restar
             jobs = await seed_pages((storage, sessions), jobs=10, pages=200)
             total = 2000
 
-            service = ServiceProcess(env, tmp_path / "service.log")
+            service = Gateway(env, tmp_path / "gateway.log")
             spawned.append(service)
             await service.start()
             async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
@@ -261,119 +303,3 @@ async def test_killed_mid_publish_returns_leased_pages_and_finishes_after_restar
             await engine.dispose()
     finally:
         await proxy.close()
-
-
-async def test_serve_publishes_from_its_own_dispatcher_process_which_stops_cleanly(
-    tmp_path: Path, channel: AbstractChannel, spawned: list[ServiceProcess]
-) -> None:
-    """`serve` runs the dispatcher as a child process; a SIGTERM to `serve` stops it
-    gracefully mid-publish: every page ends queued (its message in the queue) or pending."""
-    async with served_with_pages(
-        tmp_path, spawned, jobs=3, pages=100, OCR_GATEWAY_QUEUE_HIGH_WATER="50"
-    ) as (settings, sessions, jobs, service):
-        assert service.process is not None
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-            assert (await http.post("/admin/start")).status_code == 202
-
-            async def paused_at_the_mark() -> bool:
-                return await count_status(sessions, "queued") >= 40
-
-            await wait_until(paused_at_the_mark)
-            assert (await http.get("/health")).json()["publishing"] is True
-
-        started = logged_dispatcher_pids(settings)
-        assert len(started) == 1
-        dispatcher_pid = started[0]
-        assert dispatcher_pid != service.process.pid
-        os.kill(dispatcher_pid, 0)  # alive while `serve` runs
-
-        os.kill(service.process.pid, signal.SIGTERM)
-        assert await asyncio.wait_for(service.process.wait(), 60) == 0
-        with pytest.raises(ProcessLookupError):
-            os.kill(dispatcher_pid, 0)
-        assert "dispatcher stopped" in "".join(
-            p.read_text() for p in settings.logs_dir.glob("*.log")
-        )
-
-        queued = await count_status(sessions, "queued")
-        pending = await count_status(sessions, "pending")
-        assert await count_status(sessions, "publishing") == 0
-        assert queued + pending == 300
-        bodies = await drain(channel, settings.pages_queue)
-        received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
-        assert len(received) == len(bodies) == queued
-        assert received <= {(str(j), n) for j in jobs for n in range(1, 101)}
-
-
-async def test_ctrl_c_stops_serve_and_every_child_cleanly(
-    tmp_path: Path, spawned: list[ServiceProcess]
-) -> None:
-    """A terminal's Ctrl-C sends SIGINT to the whole process group: the API, its dispatcher
-    and its pool processes. Each stops in order, and nothing prints a traceback."""
-    async with service_env(tmp_path) as (settings, env):
-        output = tmp_path / "service.log"
-        service = ServiceProcess(env, output)
-        spawned.append(service)
-        await service.start()
-        assert service.process is not None
-
-        async def dispatcher_running() -> bool:
-            return bool(logged_dispatcher_pids(settings))
-
-        await wait_until(dispatcher_running)
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-            data = sample("GeoTopo-komprimiert.pdf").read_bytes()
-            accepted = await http.post("/ocrpdf", files={"file": ("geo.pdf", data)})
-            assert accepted.status_code == 202  # its pages render while the signal arrives
-
-        os.killpg(service.process.pid, signal.SIGINT)
-        assert await asyncio.wait_for(service.process.wait(), 60) == 0
-        text_out = output.read_text()
-        assert "dispatcher stopped" in text_out
-        assert "Traceback" not in text_out, text_out[-3000:]
-        group = service.process.pid
-
-        async def group_gone() -> bool:
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        await wait_until(group_gone, timeout=10)  # pool processes and the resource tracker too
-
-
-async def test_a_killed_dispatcher_is_replaced_and_publishing_goes_on(
-    tmp_path: Path, channel: AbstractChannel, spawned: list[ServiceProcess]
-) -> None:
-    """`serve` starts another dispatcher when its dispatcher dies (SIGKILL, e.g. out of
-    memory); the new one publishes a later start."""
-    async with served_with_pages(tmp_path, spawned, jobs=2, pages=50) as (
-        settings,
-        sessions,
-        jobs,
-        service,
-    ):
-
-        async def started(count: int) -> bool:
-            return len(logged_dispatcher_pids(settings)) >= count
-
-        await wait_until(lambda: started(1))
-        first = logged_dispatcher_pids(settings)[0]
-        os.kill(first, signal.SIGKILL)
-        await wait_until(lambda: started(2), timeout=30)
-        second = logged_dispatcher_pids(settings)[1]
-        assert second != first
-        os.kill(second, 0)
-
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-            assert (await http.post("/admin/start")).status_code == 202
-
-            async def all_queued() -> bool:
-                return await count_status(sessions, "queued") == 100
-
-            await wait_until(all_queued, timeout=60)
-        await service.kill()
-        bodies = await drain(channel, settings.pages_queue)
-        received = {(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)}
-        assert received == {(str(j), n) for j in jobs for n in range(1, 51)}

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-PARENT_POLL_S = 1.0
 
 
 async def every(interval: float, name: str, action: Callable[[], Awaitable[object]]) -> None:
@@ -36,19 +33,6 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("%s crashed; restarting", name)
             await asyncio.sleep(1.0)
-
-
-async def stop_with_parent(stop: asyncio.Event) -> None:
-    """Under `ocr-gateway serve`: set `stop` when that process is gone."""
-    parent = os.getppid()
-    while not stop.is_set():
-        if os.getppid() != parent:
-            log.warning("the serving process is gone: stopping")
-            stop.set()
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PARENT_POLL_S):
-                await stop.wait()
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:

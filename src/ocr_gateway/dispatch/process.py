@@ -1,9 +1,10 @@
 """`ocr-gateway dispatch`: the dispatcher in a process of its own.
 
-`serve` starts one beside the API, so publishing (a core's worth of work at a thousand pages a
-second) never shares the API's event loop: an admin call or an upload does not wait behind
-page bodies. Starts and stops reach it through PostgreSQL (rows plus NOTIFY), as they reach
-every dispatcher. More than one may run, on any machine: claims are SKIP LOCKED under leases.
+`ocr-gateway run` starts one beside the API (docker-compose runs it as a service of its own),
+so publishing (a core's worth of work at a thousand pages a second) never shares the API's event
+loop: an admin call or an upload does not wait behind page bodies. Starts and stops reach it
+through PostgreSQL (rows plus NOTIFY), as they reach every dispatcher. More than one may run, on
+any machine: claims are SKIP LOCKED under leases.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 from ocr_gateway.core.logging import configure_logging
 from ocr_gateway.core.process_pool import lower_priority
 from ocr_gateway.core.settings import Settings
-from ocr_gateway.core.tasks import cancel_all, stop_with_parent, supervise
+from ocr_gateway.core.tasks import cancel_all, supervise
 from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.messaging.amqp import Broker
@@ -27,16 +28,16 @@ log = logging.getLogger(__name__)
 DISPATCH_DB_POOL = 4
 
 
-def run_dispatcher(settings: Settings, *, exit_with_parent: bool = False) -> int:
+def run_dispatcher(settings: Settings) -> int:
     """Publish until SIGTERM or SIGINT, then settle what is in flight; returns the exit code."""
     configure_logging(settings.logs_dir, settings.log_level)
     # Publishing saturates the CPU it is given; admin calls and uploads are served first.
     lower_priority(settings.dispatch_niceness)
-    asyncio.run(_serve(settings, exit_with_parent=exit_with_parent))
+    asyncio.run(_serve(settings))
     return 0
 
 
-async def _serve(settings: Settings, *, exit_with_parent: bool) -> None:
+async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -48,8 +49,6 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> None:
         asyncio.create_task(supervise("dispatcher", dispatcher.run)),
         asyncio.create_task(supervise("dispatch listener", dispatcher.listen)),
     ]
-    if exit_with_parent:
-        tasks.append(asyncio.create_task(stop_with_parent(stop)))
     # What start-up built lives as long as the process: keep it out of every later collection,
     # so the collection a stopped publishing run asks for costs microseconds, not 50 ms.
     gc.collect()

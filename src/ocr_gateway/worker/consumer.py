@@ -30,7 +30,6 @@ from pydantic import ValidationError
 from ocr_gateway.core.logging import configure_logging
 from ocr_gateway.core.process_pool import WorkerLost
 from ocr_gateway.core.settings import Settings
-from ocr_gateway.core.tasks import stop_with_parent
 from ocr_gateway.messaging.amqp import (
     CONNECT_TIMEOUT_S,
     PublishFailed,
@@ -260,7 +259,7 @@ async def _settle(message: AbstractIncomingMessage, action: Awaitable[None]) -> 
 # ---------------------------------------------------------------- the worker process
 
 
-def run_worker(settings: Settings, *, exit_with_parent: bool = False) -> int:
+def run_worker(settings: Settings) -> int:
     """`ocr-gateway worker`: returns the process exit code."""
     configure_logging(settings.logs_dir, settings.log_level)
     try:
@@ -268,10 +267,10 @@ def run_worker(settings: Settings, *, exit_with_parent: bool = False) -> int:
     except EngineUnavailable as exc:
         log.error("%s", exc)
         return 2
-    return asyncio.run(_serve(settings, exit_with_parent=exit_with_parent))
+    return asyncio.run(_serve(settings))
 
 
-async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
+async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     abandon = asyncio.Event()
@@ -286,7 +285,6 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    watcher = asyncio.create_task(stop_with_parent(stop)) if exit_with_parent else None
 
     pool = ocr_pool(settings.ocr_engine, settings.ocr_processes)
     try:
@@ -315,6 +313,4 @@ async def _serve(settings: Settings, *, exit_with_parent: bool) -> int:
             return 1
         return 0
     finally:
-        if watcher is not None:
-            watcher.cancel()
         pool.shutdown()

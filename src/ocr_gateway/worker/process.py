@@ -4,8 +4,8 @@ OCR is CPU-bound and takes seconds per page, so it runs in `ocr_processes` proce
 spawned, not forked, so no event loop or AMQP connection is ever copied into them; each loads
 the models once in its initializer. A process that dies (a crash, the OOM killer) breaks the
 pool, which is then rebuilt; one that runs over the page timeout is killed the same way.
-Each OCR process also exits when the worker that started it is gone, so a killed worker
-leaves no orphan burning a core.
+Each OCR process is killed by the kernel when the worker that started it is gone (a parent-death
+signal, see `launcher/lifetime.py`), so a killed worker leaves no orphan burning a core.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import base64
 import binascii
 import logging
 import os
-import threading
-import time
+import signal
 
 from ocr_gateway.core.process_pool import ProcessPool
+from ocr_gateway.launcher.lifetime import end_with_parent
 from ocr_gateway.worker.engine import OcrEngine, build_engine
 from ocr_gateway.worker.layout import OcrOutput
 
 log = logging.getLogger(__name__)
 
-PARENT_POLL_S = 1.0
 START_TIMEOUT_S = 300.0  # loading the models can be slow on a busy machine
 
 _engine: OcrEngine | None = None
@@ -43,16 +42,13 @@ def threads_per_process(processes: int) -> int:
 
 
 def init_process(engine_name: str, threads: int, parent_pid: int) -> None:
-    """Pool initializer: watch the parent, load models (Ctrl-C is ignored by every pool)."""
+    """Pool initializer: end with the worker, load models (Ctrl-C is ignored by every pool).
+
+    SIGKILL, as the process holds nothing to finish once its worker is gone. The pool grows from
+    the worker's event loop thread, which lives as long as the worker."""
     global _engine
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    end_with_parent(parent_pid, signal.SIGKILL)
     _engine = build_engine(engine_name, threads)
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
 
 
 def engine_name() -> str:
