@@ -74,6 +74,7 @@ async def clean_state(services: Components) -> AsyncIterator[None]:
     """Each test leaves no jobs, no starts, no files and empty queues behind it."""
     yield
     await services.control.stop()
+    assert services.dispatcher is not None, "the test app publishes in-process"
     await services.dispatcher.halt()
     for job_id in services.renderer.rendering_job_ids:
         await services.renderer.cancel_render(job_id)

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 
 from ocr_gateway.app import create_app
+from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.messaging.amqp import queue_depth
 from tests.support.documents import sample
 from tests.support.gateway import Gateway, drain, isolated_gateway, page_counts, seed_pages
@@ -42,6 +43,18 @@ async def _wait_count(gateway: Gateway, status: str, at_least: int, timeout: flo
     await wait_until(reached, timeout, interval=0.02)
 
 
+async def _wait_depth(channel: AbstractChannel, queue: str, at_least: int) -> None:
+    """Wait until the broker holds `at_least` messages. A test that must act while publishing
+    is under way watches the broker, not the database: the database records confirms a flush
+    interval late, and fast publishing can send everything within that time."""
+
+    async def deep_enough() -> bool:
+        return await queue_depth(channel, queue) >= at_least
+
+    deep_enough.__name__ = f"{queue} depth>={at_least}"
+    await wait_until(deep_enough, timeout=60, interval=0.01)
+
+
 async def _all_messages(channel: AbstractChannel, queue: str) -> list[tuple[str, int]]:
     bodies = await drain(channel, queue)
     return [(m["job_id"], m["page_number"]) for m in map(orjson.loads, bodies)]
@@ -59,7 +72,7 @@ async def test_broker_cut_mid_publish_loses_no_page(
         jobs = await seed_pages(gateway, jobs=5, pages=200)
         total = 1000
         assert (await gateway.client.post("/admin/start")).status_code == 202
-        await _wait_count(gateway, "queued", 100)
+        await _wait_depth(channel, gateway.settings.pages_queue, 100)
         proxy.cut()
 
         async def nothing_in_flight() -> bool:
@@ -220,7 +233,7 @@ async def test_stop_under_load_answers_fast_and_a_second_start_sends_exactly_the
         jobs = await seed_pages(gateway, jobs=25, pages=200)
         total = 5000
         assert (await gateway.client.post("/admin/start")).status_code == 202
-        await _wait_count(gateway, "queued", 500)
+        await _wait_depth(channel, gateway.settings.pages_queue, 500)
         loop = asyncio.get_running_loop()
         began = loop.time()
         stop = await gateway.client.post("/admin/stop")
@@ -268,15 +281,18 @@ async def test_late_results_for_deleted_pages_and_jobs_are_dropped(
             )
 
         async def completed() -> bool:
-            return (await job_detail(client, str(keep)))["status"] == "completed"
+            return bool((await job_detail(client, str(keep)))["status"] == "completed")
+
+        async def all_results_taken() -> bool:
+            return await queue_depth(channel, gateway.settings.results_queue) == 0
 
         await wait_until(completed)
-        await asyncio.sleep(0.5)
+        await wait_until(all_results_taken)
+        await asyncio.sleep(0.5)  # room for a late result to change what it must not
         job = await job_detail(client, str(keep))
         assert job["completed_pages"] == 2 and job["failed_pages"] == 0
         assert [p["text"] for p in job["pages"]] == ["one", "two"]
         assert job["excluded_pages"] == [3]
-        assert await queue_depth(channel, gateway.settings.results_queue) == 0
         assert (await client.get(f"/admin/job/{gone}")).status_code == 404
 
 
@@ -292,19 +308,19 @@ async def test_two_app_processes_share_the_work_and_one_stop_halts_both(
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://gateway/api/v1"
             ) as second:
+                first_dispatcher = first.services.dispatcher
+                second_dispatcher: Dispatcher | None = second_app.state.components.dispatcher
+                assert first_dispatcher is not None and second_dispatcher is not None
                 jobs = await seed_pages(first, jobs=20, pages=200)
                 total = 4000
                 assert (await first.client.post("/admin/start")).status_code == 202
                 await _wait_count(first, "queued", 300)
-                assert second_app.state.components.dispatcher.publishing, "both processes publish"
+                assert second_dispatcher.publishing, "both processes publish"
                 assert (await second.post("/admin/stop")).status_code == 202
 
                 async def both_halted() -> bool:
                     counts = await page_counts(first.services)
-                    idle = not (
-                        first.services.dispatcher.publishing
-                        or second_app.state.components.dispatcher.publishing
-                    )
+                    idle = not (first_dispatcher.publishing or second_dispatcher.publishing)
                     return idle and counts.get("publishing", 0) == 0
 
                 await wait_until(both_halted)
@@ -318,5 +334,5 @@ async def test_two_app_processes_share_the_work_and_one_stop_halts_both(
                 received = await _all_messages(channel, first.settings.pages_queue)
                 assert len(received) == total, "no page published twice by the two processes"
                 assert set(received) == {(str(j), n) for j in jobs for n in range(1, 201)}
-                assert second_app.state.components.dispatcher.published > 0
-                assert first.services.dispatcher.published > 0
+                assert second_dispatcher.published > 0
+                assert first_dispatcher.published > 0

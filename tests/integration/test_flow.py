@@ -104,7 +104,7 @@ async def test_results_complete_the_job_and_duplicates_count_once(
         await _send_result(channel, results_queue, result)  # a redelivery
 
     async def three_done() -> bool:
-        return (await job_detail(client, job_id))["completed_pages"] == 3
+        return bool((await job_detail(client, job_id))["completed_pages"] == 3)
 
     await wait_until(three_done)
     await _send_result(
@@ -114,7 +114,7 @@ async def test_results_complete_the_job_and_duplicates_count_once(
     )
 
     async def job_failed() -> bool:
-        return (await job_detail(client, job_id))["status"] == "failed"
+        return bool((await job_detail(client, job_id))["status"] == "failed")
 
     await wait_until(job_failed)
     job = await job_detail(client, job_id)
@@ -137,7 +137,7 @@ async def test_results_complete_the_job_and_duplicates_count_once(
     )
 
     async def completed() -> bool:
-        return (await job_detail(client, job_id))["status"] == "completed"
+        return bool((await job_detail(client, job_id))["status"] == "completed")
 
     await wait_until(completed)
     await wait_until(lambda: _queue_empty(channel, results_queue))
@@ -182,7 +182,7 @@ async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
     )
 
     async def stored() -> bool:
-        return (await job_detail(client, accepted["job_id"]))["status"] == "completed"
+        return bool((await job_detail(client, accepted["job_id"]))["status"] == "completed")
 
     await wait_until(stored)
     async with services.sessions() as session:

@@ -26,7 +26,7 @@ async def test_killed_render_worker_is_replaced_and_the_job_still_finishes(
     job_id = accepted["job_id"]
 
     async def rendering_started() -> bool:
-        return (await job_detail(client, job_id))["rendered_pages"] >= 4
+        return bool((await job_detail(client, job_id))["rendered_pages"] >= 4)
 
     await wait_until(rendering_started, interval=0.02)
     victims = pool.worker_pids()
