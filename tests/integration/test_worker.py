@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import re
 import shutil
 import signal
@@ -36,6 +35,8 @@ from ocr_gateway.worker.layout import OcrOutput
 from tests.support.documents import blank_pdf, sample
 from tests.support.http import job_detail, upload, wait_for_job, wait_rendered
 from tests.support.waiting import wait_until
+from tests.support.worker import LogLineMissing, WorkerProcess, worker_env
+from tests.support.worker import worker_process as running_worker
 
 RAPIDOCR_MISSING = importlib.util.find_spec("rapidocr_onnxruntime") is None
 needs_ocr = pytest.mark.skipif(
@@ -49,77 +50,14 @@ SHORT_PAGE = "002-trivial-libre-office-writer.pdf"
 # ---------------------------------------------------------------- helpers
 
 
-def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment a worker elsewhere would have: the broker and the two queue names."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OCR_GATEWAY_")}
-    env.update(
-        {
-            "OCR_GATEWAY_RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
-            "OCR_GATEWAY_DATABASE_URL": settings.database_url,
-            "OCR_GATEWAY_PAGES_QUEUE": settings.pages_queue,
-            "OCR_GATEWAY_RESULTS_QUEUE": settings.results_queue,
-            "OCR_GATEWAY_LOGS_DIR": str(settings.logs_dir),
-            "OCR_GATEWAY_PUBLISH_TIMEOUT_S": str(settings.publish_timeout_s),
-            "OCR_GATEWAY_OCR_ENGINE": "rapidocr",
-            "OCR_GATEWAY_OCR_PROCESSES": "1",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-class WorkerProcess:
-    """A worker subprocess and the log lines it wrote to stderr."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    def matching(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
-
-    async def wait_for(self, text: str, count: int = 1, timeout: float = 90) -> str:
-        """The `count`-th log line containing `text`; fails with the log if the worker exits."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.matching(text)) < count:
-            if self.process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                await asyncio.sleep(0.2)  # let the reader collect the last lines
-                log = "\n".join(self.lines[-30:])
-                pytest.fail(
-                    f"worker never logged {text!r} (exit {self.process.returncode}):\n{log}"
-                )
-            await asyncio.sleep(0.05)
-        return self.matching(text)[count - 1]
-
-
 @contextlib.asynccontextmanager
 async def worker_process(settings: Settings, **env: str) -> AsyncIterator[WorkerProcess]:
-    """Start a worker, wait until it consumes; kill it and its OCR processes afterwards."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ocr_gateway.worker",
-        env=worker_env(settings, **env),
-        cwd=settings.logs_dir.parent,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    worker = WorkerProcess(process)
+    """The shared worker harness; a log line the worker never writes fails the test."""
     try:
-        await worker.wait_for("worker consuming")
-        yield worker
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        await worker.reader
+        async with running_worker(settings, **env) as worker:
+            yield worker
+    except LogLineMissing as missing:
+        pytest.fail(str(missing))
 
 
 def live_group_members(pgid: int) -> list[int]:
