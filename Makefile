@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff format src tests alembic
 
 bench: install bench-peer
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # The render peer, pdftoppm, is Debian's poppler-utils: installed when missing and apt is usable
 # (as root); otherwise the bench runs and marks the pdftoppm rows as skipped, saying why.
@@ -47,7 +47,7 @@ bench-peer:
 
 bench-ocr: install
 	$(BIN)/pip install --quiet -e '.[ocr,bench-ocr]'
-	$(BIN)/python bench/ocr.py
+	$(BIN)/python -m bench.ocr
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

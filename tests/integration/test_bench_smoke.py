@@ -1,4 +1,5 @@
-"""Smoke run of the benchmarks (`bench/run.py --quick`): every row is produced, timings unchecked.
+"""Smoke run of the benchmarks (`python -m bench.run --quick`): every row is produced, timings
+unchecked.
 
 Benchmarks are not tests; this only keeps `make bench` from rotting. The quick run measures a few
 pages against its own throw-away database and queues, then removes them.
@@ -37,7 +38,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_GATEWAY_")}
     run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--results", str(results)],
+        [sys.executable, "-m", "bench.run", "--quick", "--results", str(results)],
         cwd=REPO,
         env=env,
         capture_output=True,
