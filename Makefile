@@ -23,8 +23,9 @@ run: migrate
 test: install
 	$(BIN)/pytest
 
+# The unit tests need no services and none of the fuzzing plugins, which take seconds to import.
 test-unit: install
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -p no:schemathesis -p no:hypothesispytest tests/unit
 
 lint: install
 	$(BIN)/ruff check src tests alembic bench
