@@ -54,7 +54,8 @@ SHORT_PAGE = "002-trivial-libre-office-writer.pdf"
 async def worker_process(settings: Settings, **env: str) -> AsyncIterator[WorkerProcess]:
     """The shared worker harness; a log line the worker never writes fails the test."""
     try:
-        async with running_worker(settings, **env) as worker:
+        # The harness's own options named, so that mypy can tell them from `env`'s strings.
+        async with running_worker(settings, grace=None, start_timeout=90, **env) as worker:
             yield worker
     except LogLineMissing as missing:
         pytest.fail(str(missing))
