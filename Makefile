@@ -33,8 +33,8 @@ lint: install
 	$(BIN)/mypy src tests bench
 
 format: install
-	$(BIN)/ruff check --fix src tests alembic
-	$(BIN)/ruff format src tests alembic
+	$(BIN)/ruff check --fix src tests alembic bench
+	$(BIN)/ruff format src tests alembic bench
 
 bench: install bench-peer
 	$(BIN)/python -m bench.run

@@ -8,11 +8,10 @@ import logging
 import signal
 import sys
 
-from ocr_gateway.core.settings import get_settings
+from ocr_gateway.core.settings import OCR_ENGINES, get_settings
 
 log = logging.getLogger("ocr_gateway.cli")
 
-ENGINE_CHOICES = ("rapidocr", "tesseract")
 # Open connections get this long to finish after a SIGTERM (the launcher allows for it).
 SERVE_GRACEFUL_SHUTDOWN_S = 20
 EXIT_INTERRUPTED = 130
@@ -66,7 +65,7 @@ def _run(argv: list[str] | None) -> None:
     )
     worker.add_argument(
         "--engine",
-        choices=ENGINE_CHOICES,
+        choices=OCR_ENGINES,
         default=None,
         help="OCR engine (default OCR_GATEWAY_OCR_ENGINE)",
     )

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The OCR engines a worker can run (`ocr_gateway.worker.engine` builds them), named once.
+OcrEngineName = Literal["rapidocr", "tesseract"]
+OCR_ENGINES: tuple[str, ...] = get_args(OcrEngineName)
 
 
 class Settings(BaseSettings):
@@ -66,7 +70,7 @@ class Settings(BaseSettings):
     results_prefetch: int = Field(default=64, gt=0)
 
     # OCR worker (`ocr-gateway worker`)
-    ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
+    ocr_engine: OcrEngineName = "rapidocr"
     ocr_processes: int = Field(default=1, gt=0)
     ocr_page_timeout_s: float = Field(default=300.0, gt=0)
     ocr_stop_grace_s: float = Field(default=30.0, ge=0)

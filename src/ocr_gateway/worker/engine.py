@@ -12,15 +12,15 @@ import importlib.util
 import io
 import os
 import shutil
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol
 
 from PIL import Image
 
-from ocr_gateway.core.settings import Settings
+from ocr_gateway.core.settings import OCR_ENGINES
 from ocr_gateway.worker.layout import Box, OcrOutput, to_output
 
 # The names `OCR_GATEWAY_OCR_ENGINE` accepts: defined once, by the setting's Literal type.
-ENGINES: tuple[str, ...] = get_args(Settings.model_fields["ocr_engine"].annotation)
+ENGINES = OCR_ENGINES
 TESSERACT_LANG = "eng"
 # RapidOCR shrinks any image whose longer side exceeds its `max_side_len` (2000 by default)
 # before detection and cuts the text lines from the shrunk image, so a 200 DPI A4 page would
