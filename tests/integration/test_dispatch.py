@@ -15,8 +15,9 @@ from sqlalchemy import text
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
 from tests.support.documents import blank_pdf
-from tests.support.gateway import drain, isolated_gateway, page_counts, seed_pages
+from tests.support.gateway import Gateway, drain, isolated_gateway, page_counts, seed_pages
 from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until
 
 
@@ -38,14 +39,77 @@ async def _upload_pages(client: httpx.AsyncClient, jobs: int, pages: int) -> lis
     return ids
 
 
+class HeldLink(FaultProxy):
+    """The test proxy, able to hold the link: while held, bytes read on either side wait before
+    they are forwarded, so the publishes in flight stay unconfirmed until `release()`."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await super()._pipe(_HeldReader(reader, self._open), writer)
+
+
+class _HeldReader(asyncio.StreamReader):
+    """A stream whose `read` (all that the proxy's pipe calls) returns `source`'s next bytes
+    only while `gate` is open."""
+
+    def __init__(self, source: asyncio.StreamReader, gate: asyncio.Event) -> None:
+        super().__init__()
+        self._source = source
+        self._gate = gate
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._source.read(n)
+        await self._gate.wait()
+        return data
+
+
+# The stop lands when the consumer has taken HOLD_AT pages; by then the broker has had at most
+# HOLD_AT + PREFETCH + HIGH_WATER of the 600 pages, whatever the speed of publishing.
+HIGH_WATER = 100
+HOLD_AT = 50
+PREFETCH = 50
+
+
 async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest(
-    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+    tmp_path: Path, channel: AbstractChannel
 ) -> None:
+    """The test holds the timing rather than hoping for it (publishing once sent all 600 pages
+    before a stop given after the first 50 could land): the high-water mark keeps publishing at
+    most HIGH_WATER pages ahead of a slow consumer, and the consumer holds the broker link when
+    it has taken HOLD_AT pages, so the stop lands with pages still pending and the publishes
+    under way held unconfirmed."""
+    link = HeldLink("127.0.0.1", 5672)
+    await link.start()
+    try:
+        # A publish held through the stop must still be confirmed, not time out.
+        async with isolated_gateway(
+            tmp_path, amqp_port=link.port, publish_timeout_s=30.0, queue_high_water=HIGH_WATER
+        ) as gateway:
+            await _stop_mid_publish_then_restart(gateway, link, channel)
+    finally:
+        await link.close()
+
+
+async def _stop_mid_publish_then_restart(
+    gateway: Gateway, link: HeldLink, channel: AbstractChannel
+) -> None:
+    client, services = gateway.client, gateway.services
     total = 4 * 150
     await _upload_pages(client, jobs=4, pages=150)
-    await channel.set_qos(prefetch_count=50)
+    await channel.set_qos(prefetch_count=PREFETCH)
     queue = await channel.declare_queue(services.settings.pages_queue, passive=True)
     received: list[tuple[str, int]] = []
+    holding = asyncio.Event()
 
     async def consume() -> None:
         async with queue.iterator() as messages:
@@ -53,18 +117,18 @@ async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest
                 body = orjson.loads(message.body)
                 received.append((body["job_id"], body["page_number"]))
                 await message.ack()
+                if len(received) == HOLD_AT:
+                    link.hold()
+                    holding.set()
                 await asyncio.sleep(0.002)  # a consumer slower than the publishers
 
     consumer = asyncio.create_task(consume())
     try:
         assert (await client.post("/admin/start")).status_code == 202
-
-        async def some_queued() -> bool:
-            return (await _page_counts(services))["queued"] >= 50
-
-        await wait_until(some_queued, interval=0.02)
+        await asyncio.wait_for(holding.wait(), 60)
         stop = await client.post("/admin/stop")
         assert stop.status_code == 202
+        link.release()
 
         async def settled() -> bool:
             return (await _page_counts(services))["publishing"] == 0
@@ -72,6 +136,7 @@ async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest
         await wait_until(settled)
         counts = await _page_counts(services)
         assert counts["pending"] + counts["queued"] == total, counts
+        assert counts["pending"] >= total - HOLD_AT - PREFETCH - HIGH_WATER, counts
         assert counts["pending"] > 0, "the stop came after everything was sent"
 
         await _wait_received(received, counts["queued"])
@@ -86,6 +151,7 @@ async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest
         await wait_until(all_queued)
         await _wait_received(received, total)
     finally:
+        link.release()
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
@@ -208,6 +274,7 @@ async def test_stop_while_paused_at_the_high_water_mark_halts_and_a_start_resume
     async with isolated_gateway(tmp_path, queue_high_water=50, dispatch_poll_s=0.05) as gateway:
         await seed_pages(gateway, jobs=1, pages=300)
         dispatcher = gateway.services.dispatcher
+        assert dispatcher is not None, "the test app publishes in-process"
         for _ in range(5):
             assert (await gateway.client.post("/admin/start")).status_code == 202
 
