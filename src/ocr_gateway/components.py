@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocr_gateway.core.process_pool import ProcessPool, lower_priority
+from ocr_gateway.core.process_pool import IsolatedPool, ProcessPool, lower_priority
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.core.tasks import cancel_all, every, supervise
 from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
@@ -59,7 +59,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         initializer=lower_priority,
         initargs=(settings.render_niceness,),
     )
-    inspect_pool = ProcessPool("inspect", 1)
+    inspect_pool = IsolatedPool("inspect", settings.inspect_workers)
     # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
     await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
     renderer = Renderer(settings, sessions, storage, render_pool)

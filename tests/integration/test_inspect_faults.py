@@ -6,6 +6,7 @@ accepted (202), and when the pool cannot be made to work the answer is 503 with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -55,8 +56,10 @@ async def test_killed_idle_inspect_worker_does_not_fail_the_next_upload(
 
     accepted = await upload(client, sample("pdflatex-4-pages.pdf"))
     assert accepted["total_page_number"] == 4
+    # Each upload has an inspect process of its own: the one it was given was found dead and
+    # rebuilt before use; the others are rebuilt when an upload is given them.
     assert pool.rebuilds == rebuilds_before + 1, "rebuilt once, before the upload's inspection"
-    assert not set(victims) & set(pool.worker_pids())
+    assert len(set(victims) - set(pool.worker_pids())) == 1
     assert (await wait_rendered(client, accepted["job_id"]))["rendered_pages"] == 4
 
 
@@ -70,7 +73,8 @@ async def test_inspect_worker_killed_just_before_an_upload_is_retried(
         victims = pool.worker_pids() or [0]
         for pid in victims:
             if pid:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # killed in an earlier round
+                    os.kill(pid, signal.SIGKILL)
         accepted = await upload(client, sample("pdflatex-4-pages.pdf"))
         assert accepted["total_page_number"] == 4, f"round {round_}"
         assert (await wait_rendered(client, accepted["job_id"]))["rendered_pages"] == 4

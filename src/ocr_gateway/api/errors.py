@@ -1,13 +1,25 @@
-"""The one handler that turns errors into `{"error": kind, "detail": text}` responses."""
+"""The one handler that turns errors into `{"error": kind, "detail": text}` responses.
+
+`ErrorBoundary` is the outermost layer of the app. It answers an unexpected error with the
+same JSON 500 and returns normally, so the server keeps the connection open for the client's
+next request (Starlette's own last-resort handler re-raises, and the server then drops the
+connection without a word). And an answer sent before the request body was read to its end
+(an upload refused mid-stream) first reads and drops what is left of the body, up to
+`DRAIN_BYTES` and `DRAIN_S`, so the connection stays usable; past that it says
+`Connection: close`, since the unread rest of the body makes the connection unusable."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ocr_gateway.core.errors import GatewayError
 
@@ -42,10 +54,74 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"error": "internal_error", "detail": "the gateway hit an unexpected error"},
-            status_code=500,
-        )
+    app.add_middleware(ErrorBoundary)
+
+
+DRAIN_BYTES = 8 * 1024 * 1024
+DRAIN_S = 5.0
+INTERNAL_ERROR = {"error": "internal_error", "detail": "the gateway hit an unexpected error"}
+
+
+def _expects_body(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    length = headers.get(b"content-length", b"0").strip()
+    return b"transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
+
+
+class ErrorBoundary:
+    """See the module's docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = not _expects_body(scope)
+        started = False
+
+        async def tracked_receive() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def drain() -> None:
+            """Read and drop the rest of the body, within DRAIN_BYTES and DRAIN_S."""
+            dropped = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_S):
+                    while not body_done and dropped <= DRAIN_BYTES:
+                        dropped += len((await tracked_receive()).get("body", b""))
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:
+                    await drain()
+                if not body_done:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, tracked_receive, guarded_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half an answer is out: only dropping the connection can end it
+            body = orjson.dumps(INTERNAL_ERROR)
+            await guarded_send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await guarded_send({"type": "http.response.body", "body": body})

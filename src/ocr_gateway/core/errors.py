@@ -60,6 +60,13 @@ class PageTooLarge(GatewayError):
     kind = "page_too_large"
 
 
+class DocumentTooLarge(GatewayError):
+    """All pages together exceed the document's pixel budget `MAX_DOCUMENT_PIXELS`."""
+
+    status_code = 413
+    kind = "document_too_large"
+
+
 class NotFound(GatewayError):
     """The job or page does not exist."""
 
@@ -94,3 +101,15 @@ class ServiceUnavailable(GatewayError):
         super().__init__(detail)
         self.retry_after_s = retry_after_s
         self.headers["Retry-After"] = str(retry_after_s)
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """A library exception as plain text: `Type: message`, bounded in length.
+
+    Pool processes send this, never the exception itself, across the process boundary: some
+    library exceptions hold objects that cannot be pickled (PyMuPDF's SWIG pointers), and the
+    job's error should name the library's own reason, not a pickling failure.
+    """
+    message = str(exc).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

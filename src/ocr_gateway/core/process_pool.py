@@ -172,3 +172,55 @@ class ProcessPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for process in list(processes.values()):
             process.kill()
+
+
+class IsolatedPool:
+    """Each task in a process of its own: `processes` one-process pools, leased a task at a time.
+
+    For work on untrusted input (inspecting uploads): a task that crashes its process or runs
+    over its time takes down only that process, which is rebuilt, and no other task sees it,
+    as they would in one shared executor, where a killed worker fails every task in flight.
+    Tasks beyond `processes` wait for a free one, first come first served.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        processes: int,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        self.name = name
+        self.workers = processes
+        self._pools = [
+            ProcessPool(f"{name}-{index}", 1, initializer=initializer, initargs=initargs)
+            for index in range(1, processes + 1)
+        ]
+        self._idle: asyncio.Queue[ProcessPool] = asyncio.Queue()
+        for pool in self._pools:
+            self._idle.put_nowait(pool)
+
+    @property
+    def rebuilds(self) -> int:
+        return sum(pool.rebuilds for pool in self._pools)
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pool in self._pools for pid in pool.worker_pids()]
+
+    async def start(self, probe: Callable[[], object] = warm_up, timeout: float = 120) -> None:
+        """Start every process now; raise WorkerLost if one cannot run the probe."""
+        await asyncio.gather(*(pool.start(probe, timeout) for pool in self._pools))
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        """Run `fn(*args)` in a process of its own, waiting for a free one; raises as
+        `ProcessPool.run` does. `timeout` counts from when the task starts running."""
+        pool = await self._idle.get()
+        try:
+            return await pool.run(fn, *args, timeout=timeout)
+        finally:
+            self._idle.put_nowait(pool)
+
+    def shutdown(self) -> None:
+        for pool in self._pools:
+            pool.shutdown()

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_pages: int = Field(default=2000, gt=0)
     max_page_pixels: int = Field(default=25_000_000, gt=0)
+    # All pages together: rendering cost grows with the total, not with the largest page. 10
+    # Gpx is ~2,500 A4 pages at 200 DPI, so every document within MAX_PAGES of ordinary pages
+    # passes, while 2,000 frames of 5000x5000 declared in a 90 KB animated WebP do not.
+    max_document_pixels: int = Field(default=10_000_000_000, gt=0)
+    # Inspection runs each upload in a process of its own, several at once, under a deadline.
+    inspect_workers: int = Field(default=4, gt=0)
+    inspect_timeout_s: float = Field(default=20.0, gt=0)
     # 200 DPI: the default OCR engine's character error rate is 10% at 150 DPI and 1.2% at
     # 200 (`make bench-ocr`, docs/worker.md); grayscale reads exactly as well as RGB at 57% of
     # the PNG size.

@@ -1,9 +1,12 @@
 """Rendering pages to PNG files, run in the render pool.
 
 PDFs are rasterised with PyMuPDF. Images are decoded with Pillow, which reads every format the
-gateway takes (multi-page TIFF frame by frame) and checks a header's pixel count before decoding.
-A worker process keeps the last PDF it opened, so a job's pages are rendered from one open
-Document per process, and nothing PyMuPDF holds ever crosses a process boundary.
+gateway takes (multi-page TIFF and animated WebP or PNG frame by frame) and checks a header's
+pixel count before decoding. A worker process keeps the last document it opened: a job's pages
+are rendered from one open Document (or Image) per process, and an animation's frames are
+decoded forward from the last one, so a process decodes each frame at most once (decoding
+frame n of an animation means decoding the frames before it). Nothing a library holds ever
+crosses the process boundary, its errors included: they become a RenderFailure's text.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from ocr_gateway.core.errors import describe
 from ocr_gateway.rendering.mupdf import RenderOptions, follow_pixel_budget, page_pixels, pymupdf
 from ocr_gateway.uploads.media import MediaType
 
 _open_pdf: tuple[str, pymupdf.Document] | None = None
+_open_image: tuple[str, Image.Image] | None = None
 
 
 def _pdf(path: str) -> pymupdf.Document:
@@ -56,11 +61,17 @@ def render_pages(
     """
     written: list[tuple[int, str]] = []
     for number in page_numbers:
-        png = (
-            _render_pdf_page(source, number, options)
-            if media_type == MediaType.PDF
-            else _render_image_frame(source, number, options)
-        )
+        try:
+            png = (
+                _render_pdf_page(source, number, options)
+                if media_type == MediaType.PDF
+                else _render_image_frame(source, number, options)
+            )
+        except RenderFailure:
+            raise
+        except Exception as exc:  # the library's own reason, as text that crosses processes
+            _forget_documents()
+            raise RenderFailure(f"page {number}: {describe(exc)}") from None
         target = Path(out_dir) / f"{number}.png"
         _write_atomically(target, png)
         written.append((number, str(target)))
@@ -77,13 +88,37 @@ def _render_pdf_page(source: str, number: int, options: RenderOptions) -> bytes:
     return bytes(pixmap.tobytes("png"))
 
 
+def _forget_documents() -> None:
+    """Close the cached Document and Image: after a library error their state is unknown."""
+    global _open_pdf, _open_image
+    if _open_pdf is not None:
+        _open_pdf[1].close()
+        _open_pdf = None
+    if _open_image is not None:
+        _open_image[1].close()
+        _open_image = None
+
+
+def _image(path: str) -> Image.Image:
+    """The worker's cached Image for `path`; Pillow keeps its place in an animation."""
+    global _open_image
+    if _open_image is not None and _open_image[0] == path:
+        return _open_image[1]
+    if _open_image is not None:
+        _open_image[1].close()
+        _open_image = None
+    image = Image.open(path)
+    _open_image = (path, image)
+    return image
+
+
 def _render_image_frame(source: str, number: int, options: RenderOptions) -> bytes:
     follow_pixel_budget(options)
-    with Image.open(source) as image:
-        image.seek(number - 1)
-        if image.width * image.height > options.max_page_pixels:
-            raise RenderFailure(f"frame {number} exceeds the pixel budget")
-        frame = image.convert("L" if options.grayscale else "RGB")
+    image = _image(source)
+    image.seek(number - 1)
+    if image.width * image.height > options.max_page_pixels:
+        raise RenderFailure(f"frame {number} exceeds the pixel budget")
+    frame = image.convert("L" if options.grayscale else "RGB")
     buffer = io.BytesIO()
     frame.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

@@ -15,11 +15,23 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering import repository as repo
+from ocr_gateway.rendering.fair_share import FairShare
 from ocr_gateway.rendering.mupdf import RenderOptions
 from ocr_gateway.rendering.pages import RenderFailure, render_pages
 from ocr_gateway.rendering.storage import Storage
 
 log = logging.getLogger(__name__)
+
+# Pixels rendered per chunk at most: eight A4 pages at 200 DPI. A chunk of huge image frames
+# has fewer pages, so that no chunk holds a render process for long while other jobs wait.
+CHUNK_PIXELS = 32_000_000
+
+
+def chunk_pages(max_pages: int, page_pixels: int) -> int:
+    """Pages per render chunk: up to `max_pages`, fewer for large pages, at least one."""
+    if page_pixels <= 0:
+        return max_pages
+    return max(1, min(max_pages, CHUNK_PIXELS // page_pixels))
 
 
 class Renderer:
@@ -42,14 +54,26 @@ class Renderer:
             max_page_pixels=settings.max_page_pixels,
         )
         self._renders: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Two chunks per process in flight: while one chunk's rows are written to the
+        # database, the process is already rendering the next one instead of waiting.
+        self._share = FairShare(2 * render_pool.workers)
 
     # ------------------------------------------------------------ upload
 
     def schedule(
-        self, job_id: uuid.UUID, media_type: str, pages: Iterable[int], *, attempt: int
+        self,
+        job_id: uuid.UUID,
+        media_type: str,
+        pages: Iterable[int],
+        *,
+        attempt: int,
+        page_pixels: int = 0,
     ) -> None:
+        """Render `pages` in the background; `page_pixels` (the largest page's, if known)
+        sizes the chunks."""
+        size = chunk_pages(self.settings.render_chunk_pages, page_pixels)
         task = asyncio.create_task(
-            self._render_job(job_id, media_type, list(pages), attempt),
+            self._render_job(job_id, media_type, list(pages), attempt, size),
             name=f"render-{job_id}",
         )
         self._renders[job_id] = task
@@ -60,11 +84,10 @@ class Renderer:
         return list(self._renders)
 
     async def _render_job(
-        self, job_id: uuid.UUID, media_type: str, pages: list[int], attempt: int
+        self, job_id: uuid.UUID, media_type: str, pages: list[int], attempt: int, size: int
     ) -> None:
         source = str(self.storage.temp_path(job_id))
         out_dir = str(self.storage.job_dir(job_id))
-        size = self.settings.render_chunk_pages
         chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
         failure: str | None = None
         job_gone = False
@@ -74,12 +97,15 @@ class Renderer:
         async def worker() -> None:
             nonlocal failure, job_gone
             while chunks and failure is None and not job_gone:
-                chunk = chunks.pop(0)
-                try:
-                    written = await self._render_chunk(source, media_type, chunk, out_dir)
-                except RenderFailure as exc:
-                    failure = str(exc)
-                    return
+                async with self._share.slot(job_id):
+                    if not chunks or failure is not None or job_gone:
+                        return
+                    chunk = chunks.pop(0)
+                    try:
+                        written = await self._render_chunk(source, media_type, chunk, out_dir)
+                    except RenderFailure as exc:
+                        failure = str(exc)
+                        return
                 async with self.sessions.begin() as session:
                     recorded = await repo.record_rendered_pages(
                         session, job_id, written, render_lease_s=self.settings.render_lease_s
@@ -87,11 +113,9 @@ class Renderer:
                 if not recorded:
                     job_gone = True
 
-        # Two chunks per process in flight: while one chunk's rows are written to the database,
-        # the process is already rendering the next one instead of waiting for it.
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(2 * self.render_pool.workers, len(chunks)) or 1):
+                for _ in range(min(self._share.slots, len(chunks)) or 1):
                     group.create_task(worker())
         except* Exception as errors:
             failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors.exceptions)

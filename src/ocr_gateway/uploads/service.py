@@ -11,12 +11,24 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ocr_gateway.core.errors import BadUpload, PageTooLarge, ServiceUnavailable, TooManyPages
-from ocr_gateway.core.process_pool import PoolUnavailable, ProcessPool, TaskTimedOut, WorkerLost
+from ocr_gateway.core.errors import (
+    BadUpload,
+    DocumentTooLarge,
+    PageTooLarge,
+    ServiceUnavailable,
+    TooManyPages,
+)
+from ocr_gateway.core.process_pool import (
+    IsolatedPool,
+    PoolUnavailable,
+    ProcessPool,
+    TaskTimedOut,
+    WorkerLost,
+)
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.jobs import repository as jobs_repo
-from ocr_gateway.rendering.inspection import Inspection, inspect_document
+from ocr_gateway.rendering.inspection import Inspection, Limits, inspect_document
 from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
@@ -25,7 +37,6 @@ from ocr_gateway.uploads.spool import spool_upload
 
 log = logging.getLogger(__name__)
 
-INSPECT_TIMEOUT_S = 60.0
 # Runs of one upload's inspection: a pool found broken costs a run, and so does a worker that
 # died under the inspection (which may be the document's doing, or a kill from outside).
 INSPECT_RUNS = 3
@@ -52,13 +63,18 @@ class UploadService:
         sessions: SessionFactory,
         storage: Storage,
         renderer: Renderer,
-        inspect_pool: ProcessPool,
+        inspect_pool: IsolatedPool | ProcessPool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
         self.renderer = renderer
         self.inspect_pool = inspect_pool
+        self.limits = Limits(
+            max_pages=settings.max_pages,
+            max_page_pixels=settings.max_page_pixels,
+            max_document_pixels=settings.max_document_pixels,
+        )
 
     async def accept_upload(
         self,
@@ -104,7 +120,11 @@ class UploadService:
             inspection.page_count,
         )
         self.renderer.schedule(
-            job_id, upload.media_type, range(1, inspection.page_count + 1), attempt=1
+            job_id,
+            upload.media_type,
+            range(1, inspection.page_count + 1),
+            attempt=1,
+            page_pixels=inspection.largest_page_pixels,
         )
         return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
 
@@ -117,6 +137,8 @@ class UploadService:
             raise TooManyPages(result.detail)
         if result.problem == "page_too_large":
             raise PageTooLarge(result.detail)
+        if result.problem == "document_too_large":
+            raise DocumentTooLarge(result.detail)
         raise BadUpload(result.detail)
 
     async def _run_inspection(self, path: str, media_type: MediaType) -> Inspection:
@@ -134,12 +156,15 @@ class UploadService:
                     inspect_document,
                     path,
                     media_type.value,
-                    self.settings.max_pages,
+                    self.limits,
                     self.renderer.options,
-                    timeout=INSPECT_TIMEOUT_S,
+                    timeout=self.settings.inspect_timeout_s,
                 )
             except TaskTimedOut as exc:
-                raise BadUpload(f"the document could not be inspected in time ({exc})") from exc
+                raise BadUpload(
+                    "the document could not be inspected within the limit of"
+                    f" {self.settings.inspect_timeout_s:g} s (INSPECT_TIMEOUT_S)"
+                ) from exc
             except PoolUnavailable as exc:
                 log.warning("inspection not run, the pool is unavailable: %s", exc)
             except WorkerLost as exc:
@@ -157,7 +182,7 @@ class UploadService:
         reason = "no probe ran"
         for _ in range(POOL_PROBES):
             try:
-                await self.inspect_pool.start(warm_up, timeout=PROBE_TIMEOUT_S)
+                await self.inspect_pool.run(warm_up, timeout=PROBE_TIMEOUT_S)
                 return
             except WorkerLost as exc:
                 reason = str(exc)
