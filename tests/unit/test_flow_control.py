@@ -1,4 +1,4 @@
-"""The dispatcher's flow-control arithmetic: room under the high-water mark, and the back-off."""
+"""Publishing's flow-control arithmetic: room under the high-water mark, and the back-off."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ocr_gateway.dispatch.dispatcher import (
+from ocr_gateway.dispatch.flow import (
     FIRST_BACKOFF_S,
     MAX_BACKOFF_S,
     backoff_after_failure,

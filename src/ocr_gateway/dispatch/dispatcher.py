@@ -10,110 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import asyncpg
 
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.dispatch import repository as repo
+from ocr_gateway.dispatch.bodies import (
+    PREPARE_AHEAD,
+    PREPARE_BATCH,
+    Outgoing,
+    prepare_batch,
+    release_bodies,
+)
+from ocr_gateway.dispatch.flow import backoff_after_failure, next_backoff, room_in_queue
+from ocr_gateway.dispatch.outcomes import OutcomeRecorder, Outcomes
 from ocr_gateway.messaging.amqp import Broker, PublishFailed
-from ocr_gateway.messaging.contracts import encode_page_message, page_message_id
 
 log = logging.getLogger(__name__)
-
-FLUSH_INTERVAL_S = 0.2
-# Pages are read and encoded in batches on one reader thread per dispatcher: a thread hop per
-# page cost more CPU than the read itself (0.44 against 0.13 ms a page, measured), and one
-# thread keeps the page buffers in one malloc arena instead of one per pool thread.
-PREPARE_BATCH = 16
-PREPARE_AHEAD = 2
-# After a failed publish or an unreachable broker the feeder waits before its next claim:
-# FIRST_BACKOFF_S, doubling while the failures go on, up to MAX_BACKOFF_S.
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
-
-
-@dataclass(slots=True)
-class Outgoing:
-    page_id: int
-    message_id: str
-    body: bytes
-
-
-@dataclass(slots=True)
-class Unreadable:
-    """A claimed page whose PNG could not be read; `error` says why."""
-
-    page: repo.ClaimedPage
-    error: OSError
-
-
-@dataclass(slots=True)
-class Outcomes:
-    """Settled publishes waiting to be written; a flush takes the lists whole (single owner)."""
-
-    confirmed: list[int] = field(default_factory=list)
-    unconfirmed: list[int] = field(default_factory=list)
-    missing: list[int] = field(default_factory=list)
-
-
-def room_in_queue(high_water: int, depth: int, held: int) -> int:
-    """How many pages may be claimed now: the high-water mark less the pages already in the
-    queue and those this process holds (claimed, not in the queue's count yet, but soon)."""
-    return high_water - depth - held
-
-
-def backoff_after_failure(backoff: float) -> float:
-    """The wait before the next claim once a publish failed: at least FIRST_BACKOFF_S."""
-    return max(backoff, FIRST_BACKOFF_S)
-
-
-def next_backoff(backoff: float) -> float:
-    """The wait after this one while failures go on: doubled, up to MAX_BACKOFF_S."""
-    return min(MAX_BACKOFF_S, backoff * 2)
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as handle:
-        return handle.readall()
-
-
-def _prepare_batch(pages: Sequence[repo.ClaimedPage]) -> list[Outgoing | Unreadable]:
-    """Read and encode a batch of pages (on the reader thread)."""
-    prepared: list[Outgoing | Unreadable] = []
-    for page in pages:
-        try:
-            png = _read_file(page.path)
-        except OSError as exc:
-            prepared.append(Unreadable(page, exc))
-            continue
-        prepared.append(
-            Outgoing(
-                page.id,
-                page_message_id(page.job_id, page.page_number),
-                encode_page_message(page.job_id, page.page_number, png),
-            )
-        )
-    return prepared
-
-
-def _release_bodies(queue: asyncio.Queue[Outgoing | None]) -> None:
-    """Free the page bodies a stopped session leaves behind.
-
-    A cancelled session's frames sit in reference cycles with their exceptions (TaskGroup,
-    tracebacks), which only the cyclic collector frees, and it seldom runs in a process that
-    allocates few objects and many large buffers: each stop kept ~10 MB of bodies alive, and
-    20 stop/start pairs grew the dispatcher by 180 MB. Empty the queue, then collect (cheap:
-    the process froze its start-up objects out of collections).
-    """
-    while not queue.empty():
-        queue.get_nowait()
-    gc.collect()
 
 
 async def _settle_despite_cancel(work: Awaitable[object]) -> None:
@@ -135,7 +52,7 @@ class Dispatcher:
         self._cancelled: asyncio.Task[None] | None = None
         self._claiming: asyncio.Future[list[repo.ClaimedPage]] | None = None
         self._held: set[int] = set()
-        self._flush_lock = asyncio.Lock()
+        self._recorder = OutcomeRecorder(sessions, self._held)
         self._backoff = 0.0
         self._stop_requested = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader")
@@ -234,7 +151,7 @@ class Dispatcher:
         log.info("publishing started publishers=%d", self.settings.publisher_concurrency)
         try:
             async with asyncio.TaskGroup() as group:
-                flusher = group.create_task(self._flush_periodically(outcomes))
+                flusher = group.create_task(self._recorder.flush_periodically(outcomes))
                 publishers = [
                     group.create_task(self._publish_loop(queue, outcomes))
                     for _ in range(self.settings.publisher_concurrency)
@@ -258,8 +175,8 @@ class Dispatcher:
                 self._claiming = None
             settled = {*outcomes.confirmed, *outcomes.unconfirmed, *outcomes.missing}
             outcomes.unconfirmed.extend(page for page in self._held if page not in settled)
-            await _settle_despite_cancel(self._flush_until_written(outcomes))
-            _release_bodies(queue)
+            await _settle_despite_cancel(self._recorder.flush_until_written(outcomes))
+            release_bodies(queue)
             log.info("publishing session ended; its pages are queued or pending")
 
     async def _feed(
@@ -312,7 +229,7 @@ class Dispatcher:
         """Read and encode a batch off the loop and hand its pages to the publishers."""
         try:
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._reader, _prepare_batch, batch)
+            prepared = await loop.run_in_executor(self._reader, prepare_batch, batch)
             for item in prepared:
                 if isinstance(item, Outgoing):
                     await queue.put(item)
@@ -397,47 +314,3 @@ class Dispatcher:
             outcomes.unconfirmed.append(item.page_id)
             # The feeder waits before its next claim, doubling while failures go on.
             self._backoff = backoff_after_failure(self._backoff)
-
-    async def _flush_periodically(self, outcomes: Outcomes) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            try:
-                await self._flush(outcomes)
-            except Exception as exc:
-                log.warning("recording publish outcomes failed, will retry: %s", exc)
-
-    async def _flush_until_written(self, outcomes: Outcomes) -> None:
-        """Final flush of a session; retried until the DB takes it (leases cover a crash)."""
-        for delay in (0.0, 0.5, 1.0, 2.0, 5.0, 10.0):
-            await asyncio.sleep(delay)
-            try:
-                await self._flush(outcomes)
-                return
-            except Exception as exc:
-                log.warning("recording publish outcomes failed: %s", exc)
-        # Stop renewing their leases, so that expiry really does return them to pending.
-        self._held.difference_update(
-            {*outcomes.confirmed, *outcomes.unconfirmed, *outcomes.missing}
-        )
-        log.error("publish outcomes not recorded; their leases will return them to pending")
-
-    async def _flush(self, outcomes: Outcomes) -> None:
-        async with self._flush_lock:
-            confirmed, outcomes.confirmed = outcomes.confirmed, []
-            unconfirmed, outcomes.unconfirmed = outcomes.unconfirmed, []
-            missing, outcomes.missing = outcomes.missing, []
-            if not (confirmed or unconfirmed or missing):
-                return
-            try:
-                async with self.sessions.begin() as session:
-                    await repo.mark_pages_queued(session, confirmed)
-                    await repo.release_pages(session, unconfirmed)
-                    await repo.fail_pages(session, missing, "the page image is missing")
-            except BaseException:
-                outcomes.confirmed[:0] = confirmed
-                outcomes.unconfirmed[:0] = unconfirmed
-                outcomes.missing[:0] = missing
-                raise
-            self._held.difference_update(confirmed)
-            self._held.difference_update(unconfirmed)
-            self._held.difference_update(missing)
