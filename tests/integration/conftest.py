@@ -17,6 +17,7 @@ from ocr_gateway.components import Components
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from tests.support.gateway import delete_queues, make_settings, purge_queues
+from tests.support.launched import spawned  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -23,15 +22,15 @@ from aio_pika.abc import AbstractChannel
 
 from ocr_gateway.launcher.children import stop_children
 from ocr_gateway.launcher.supervisor import EXIT_CONFIGURATION, Supervisor
-from tests.integration.test_restart import (
+from tests.support.documents import sample
+from tests.support.gateway import drain
+from tests.support.launched import (
     Gateway,
     count_status,
     logged_dispatcher_pids,
     served_with_pages,
     service_env,
 )
-from tests.support.documents import sample
-from tests.support.gateway import drain
 from tests.support.waiting import wait_until
 
 # `run` starts workers with the default engine, RapidOCR.
@@ -40,15 +39,6 @@ needs_ocr = pytest.mark.skipif(
     reason="rapidocr_onnxruntime is not importable: install the OCR extra "
     "(pip install -e '.[ocr]'; `make test` does)",
 )
-
-
-@pytest.fixture
-async def spawned() -> AsyncIterator[list[Gateway]]:
-    """Gateways started by a test; killed at its end whatever happened."""
-    gateways: list[Gateway] = []
-    yield gateways
-    for gateway in gateways:
-        await gateway.kill()
 
 
 def line_index(output: str, text: str) -> int:

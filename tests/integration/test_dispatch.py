@@ -39,40 +39,6 @@ async def _upload_pages(client: httpx.AsyncClient, jobs: int, pages: int) -> lis
     return ids
 
 
-class HeldLink(FaultProxy):
-    """The test proxy, able to hold the link: while held, bytes read on either side wait before
-    they are forwarded, so the publishes in flight stay unconfirmed until `release()`."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        super().__init__(target_host, target_port)
-        self._open = asyncio.Event()
-        self._open.set()
-
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await super()._pipe(_HeldReader(reader, self._open), writer)
-
-
-class _HeldReader(asyncio.StreamReader):
-    """A stream whose `read` (all that the proxy's pipe calls) returns `source`'s next bytes
-    only while `gate` is open."""
-
-    def __init__(self, source: asyncio.StreamReader, gate: asyncio.Event) -> None:
-        super().__init__()
-        self._source = source
-        self._gate = gate
-
-    async def read(self, n: int = -1) -> bytes:
-        data = await self._source.read(n)
-        await self._gate.wait()
-        return data
-
-
 # The stop lands when the consumer has taken HOLD_AT pages; by then the broker has had at most
 # HOLD_AT + PREFETCH + HIGH_WATER of the 600 pages, whatever the speed of publishing.
 HIGH_WATER = 100
@@ -88,7 +54,7 @@ async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest
     most HIGH_WATER pages ahead of a slow consumer, and the consumer holds the broker link when
     it has taken HOLD_AT pages, so the stop lands with pages still pending and the publishes
     under way held unconfirmed."""
-    link = HeldLink("127.0.0.1", 5672)
+    link = FaultProxy("127.0.0.1", 5672)
     await link.start()
     try:
         # A publish held through the stop must still be confirmed, not time out.
@@ -101,7 +67,7 @@ async def test_stop_mid_publish_loses_nothing_and_restart_sends_exactly_the_rest
 
 
 async def _stop_mid_publish_then_restart(
-    gateway: Gateway, link: HeldLink, channel: AbstractChannel
+    gateway: Gateway, link: FaultProxy, channel: AbstractChannel
 ) -> None:
     client, services = gateway.client, gateway.services
     total = 4 * 150

@@ -8,7 +8,8 @@ import contextlib
 
 class FaultProxy:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones
-    until `restore()`."""
+    until `restore()`; `hold()` keeps the connections open but forwards nothing until
+    `release()`, so that whatever is in flight (a publish's confirm) stays in flight."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target_host = target_host
@@ -18,6 +19,8 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
         self.cut_active = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -41,6 +44,7 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -59,7 +63,15 @@ class FaultProxy:
     def restore(self) -> None:
         self.cut_active = False
 
+    def hold(self) -> None:
+        """Forward nothing more, in either direction, until `release()`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
+        self.release()
         self.cut()
         if self._server is not None:
             self._server.close()
