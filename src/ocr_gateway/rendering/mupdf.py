@@ -5,6 +5,7 @@ Imported only inside pool processes (and by code that runs there), never on the 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -31,10 +32,19 @@ class RenderOptions:
     max_page_pixels: int
 
 
+# MuPDF rounds a scaled page outwards to whole pixels, forgiving this much (its FZ_EPSILON).
+ROUNDING_SLACK = 0.001
+
+
 def page_pixels(width_pt: float, height_pt: float, dpi: int) -> int:
-    """Pixels of a page of `width_pt` x `height_pt` points rendered at `dpi`."""
+    """Pixels of a page of `width_pt` x `height_pt` points rendered at `dpi`, exactly as MuPDF
+    sizes its pixmap: each side rounded up, so the budget check never underestimates a page."""
     scale = dpi / 72.0
-    return round(width_pt * scale) * round(height_pt * scale)
+    return _side(width_pt * scale) * _side(height_pt * scale)
+
+
+def _side(length: float) -> int:
+    return max(0, math.ceil(length - ROUNDING_SLACK))
 
 
 def follow_pixel_budget(options: RenderOptions) -> None:
