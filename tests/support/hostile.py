@@ -6,7 +6,8 @@ import io
 import struct
 
 import pymupdf
-from PIL import Image
+import pytest
+from PIL import Image, WebPImagePlugin
 
 TIFF_IMAGE_WIDTH = 256
 TIFF_UNKNOWN_TAG = 65000
@@ -86,3 +87,18 @@ def pdf_with_nested_arrays(depth: int = 100_000) -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+class FrameDecodes:
+    """Counts the animated WebP frames Pillow decodes, by wrapping its decoder step (the real
+    step still runs): decoding frame n of an animation decodes every frame before it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real_get_next = WebPImagePlugin.WebPImageFile._get_next
+
+        def counting_get_next(image: WebPImagePlugin.WebPImageFile) -> object:
+            self.count += 1
+            return real_get_next(image)
+
+        monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "_get_next", counting_get_next)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import WebPImagePlugin
 
 from ocr_gateway.rendering.inspection import (
     DECODE_CHECK_PIXELS,
@@ -14,7 +13,12 @@ from ocr_gateway.rendering.inspection import (
     inspect_document,
 )
 from ocr_gateway.rendering.mupdf import RenderOptions
-from tests.support.hostile import animated_webp, pdf_with_lying_page_count, tiff_frame_without_width
+from tests.support.hostile import (
+    FrameDecodes,
+    animated_webp,
+    pdf_with_lying_page_count,
+    tiff_frame_without_width,
+)
 
 OPTIONS = RenderOptions(dpi=200, grayscale=True, max_page_pixels=25_000_000)
 LIMITS = Limits(max_pages=10, max_page_pixels=100, max_document_pixels=500)
@@ -37,21 +41,13 @@ def test_a_long_animation_is_inspected_from_its_header(
     DECODE_CHECK_PIXELS are decoded (decoding them all took a minute)."""
     source = tmp_path / "long.webp"
     source.write_bytes(animated_webp(2000, 5000, 5000))
-    decodes = 0
-    real_get_next = WebPImagePlugin.WebPImageFile._get_next
-
-    def counting_get_next(self: WebPImagePlugin.WebPImageFile) -> object:
-        nonlocal decodes
-        decodes += 1
-        return real_get_next(self)
-
-    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "_get_next", counting_get_next)
+    decodes = FrameDecodes(monkeypatch)
     generous = Limits(max_pages=2000, max_page_pixels=25_000_000, max_document_pixels=10**12)
     inspection = inspect_document(str(source), "image/webp", generous, OPTIONS)
     assert inspection.problem is None
     assert inspection.page_count == 2000
     assert inspection.largest_page_pixels == 25_000_000
-    assert 1 <= decodes <= max(1, DECODE_CHECK_PIXELS // 25_000_000)
+    assert 1 <= decodes.count <= max(1, DECODE_CHECK_PIXELS // 25_000_000)
 
 
 @pytest.mark.parametrize(

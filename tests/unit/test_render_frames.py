@@ -6,12 +6,11 @@ import pickle
 from pathlib import Path
 
 import pytest
-from PIL import WebPImagePlugin
 
 from ocr_gateway.core.errors import describe
 from ocr_gateway.rendering.mupdf import RenderOptions
 from ocr_gateway.rendering.pages import RenderFailure, render_pages
-from tests.support.hostile import animated_webp, pdf_with_nested_arrays
+from tests.support.hostile import FrameDecodes, animated_webp, pdf_with_nested_arrays
 
 OPTIONS = RenderOptions(dpi=72, grayscale=True, max_page_pixels=25_000_000)
 
@@ -23,21 +22,13 @@ def test_frames_rendered_one_chunk_at_a_time_are_each_decoded_once(
     frames in 20 chunks must not start from the first frame each time (210 decodes)."""
     source = tmp_path / "animation.webp"
     source.write_bytes(animated_webp(20, 64, 64))
-    decodes = 0
-    real_get_next = WebPImagePlugin.WebPImageFile._get_next
-
-    def counting_get_next(self: WebPImagePlugin.WebPImageFile) -> object:
-        nonlocal decodes
-        decodes += 1
-        return real_get_next(self)
-
-    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "_get_next", counting_get_next)
+    decodes = FrameDecodes(monkeypatch)
     out = tmp_path / "pages"
     out.mkdir()
     for frame in range(1, 21):
         written = render_pages(str(source), "image/webp", [frame], str(out), OPTIONS)
         assert written == [(frame, str(out / f"{frame}.png"))]
-    assert decodes == 20
+    assert decodes.count == 20
 
 
 def test_a_library_error_becomes_a_render_failure_that_pickles(tmp_path: Path) -> None:
