@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install migrate run test test-unit lint format clean bench bench-peer bench-ocr
+.PHONY: install migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: install
 # The unit tests need no services and none of the fuzzing plugins, which take seconds to import.
 test-unit: install
 	$(BIN)/pytest -q -p no:schemathesis -p no:hypothesispytest tests/unit
+
+# The mutation fuzzer runs 30 s inside `make test`; this runs it alone for FUZZ_SECONDS (10 min).
+# FUZZ_SEED=<seed> repeats a run; the seed is printed at its start.
+FUZZ_SECONDS ?= 600
+fuzz: install
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -s tests/integration/test_mutation_fuzz.py
 
 lint: install
 	$(BIN)/ruff check src tests alembic bench
