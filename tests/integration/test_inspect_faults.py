@@ -87,6 +87,11 @@ async def test_inspect_pool_that_cannot_start_answers_503_with_retry_after(
     the pool is rebuilt and probed a bounded number of times, then the answer is a 503 with
     `Retry-After`, never a 4xx; nothing is left behind, and the service recovers with a
     working pool."""
+
+    async def earlier_uploads_removed() -> bool:  # a render removes its upload as it ends
+        return not any(services.settings.temp_dir.iterdir())
+
+    await wait_until(earlier_uploads_removed, timeout=30)
     uploads = services.uploads
     working = uploads.inspect_pool
     failing = ProcessPool("inspect", 1, initializer=os._exit, initargs=(3,))

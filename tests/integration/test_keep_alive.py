@@ -37,17 +37,18 @@ async def test_a_refused_upload_leaves_the_connection_usable(connection: RawConn
         assert health.status == 200
 
 
-async def test_an_upload_refused_mid_body_says_connection_close(
+async def test_an_upload_refused_before_its_body_says_connection_close(
     app: FastAPI, settings: Settings
 ) -> None:
-    """Refused at the size cap before the body ends: the rest of the body is never read, so
-    the answer says `Connection: close` rather than leaving the client to find out."""
+    """A Content-Length over the cap is refused before the body is read, and the body is not
+    read afterwards either (it may be huge): the answer says `Connection: close`. The client
+    here watches for an early answer while it sends, as curl does."""
     oversized = b"%PDF-1.7\n" + b"0" * (settings.max_upload_bytes + 256 * 1024)
     body, content_type = multipart_file(oversized, "big.pdf")
     async with served(app) as port:
         raw = await RawConnection.open(port)
         try:
-            refused = await raw.request(
+            refused = await raw.request_early_answer(
                 "POST", "/api/v1/ocrpdf", body, {"Content-Type": content_type}
             )
         finally:

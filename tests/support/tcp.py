@@ -67,15 +67,23 @@ class RawConnection:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> RawResponse:
-        lines = [f"{method} {path} HTTP/1.1", "Host: gateway", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         try:
-            self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            self.writer.write(_head(method, path, len(body), headers or {}) + body)
             await self.writer.drain()
             async with asyncio.timeout(READ_TIMEOUT_S):
                 return await self._read_response()
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise ConnectionDropped(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def request_early_answer(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], head_start: int = 65536
+    ) -> RawResponse:
+        """Send the request line, headers and the first `head_start` bytes of the body, then
+        read the answer: for a server that answers before reading the whole body."""
+        self.writer.write(_head(method, path, len(body), headers) + body[:head_start])
+        await self.writer.drain()
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            return await self._read_response()
 
     async def _read_response(self) -> RawResponse:
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -88,6 +96,12 @@ class RawConnection:
                 headers[name.strip().lower()] = value.strip()
         body = await self.reader.readexactly(int(headers.get("content-length", "0")))
         return RawResponse(status, headers, body)
+
+
+def _head(method: str, path: str, length: int, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: gateway", f"Content-Length: {length}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def multipart_file(

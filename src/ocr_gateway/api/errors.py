@@ -4,9 +4,10 @@
 same JSON 500 and returns normally, so the server keeps the connection open for the client's
 next request (Starlette's own last-resort handler re-raises, and the server then drops the
 connection without a word). And an answer sent before the request body was read to its end
-(an upload refused mid-stream) first reads and drops what is left of the body, up to
-`DRAIN_BYTES` and `DRAIN_S`, so the connection stays usable; past that it says
-`Connection: close`, since the unread rest of the body makes the connection unusable."""
+(an upload refused mid-stream) first reads and drops what is left of the body when its
+Content-Length says that is at most `DRAIN_BYTES`, within `DRAIN_S`, so the connection stays
+usable; otherwise it says `Connection: close`, since the unread rest of the body makes the
+connection unusable."""
 
 from __future__ import annotations
 
@@ -62,10 +63,13 @@ DRAIN_S = 5.0
 INTERNAL_ERROR = {"error": "internal_error", "detail": "the gateway hit an unexpected error"}
 
 
-def _expects_body(scope: Scope) -> bool:
+def _body_length(scope: Scope) -> int | None:
+    """The request body's length: 0 for none, None when unknown (chunked)."""
     headers = dict(scope.get("headers") or [])
+    if b"transfer-encoding" in headers:
+        return None
     length = headers.get(b"content-length", b"0").strip()
-    return b"transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
+    return int(length) if length.isdigit() else None
 
 
 class ErrorBoundary:
@@ -78,23 +82,28 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body_done = not _expects_body(scope)
+        length = _body_length(scope)
+        body_done = length == 0
+        received = 0
         started = False
 
         async def tracked_receive() -> Message:
-            nonlocal body_done
+            nonlocal body_done, received
             message = await receive()
+            received += len(message.get("body", b""))
             if message["type"] == "http.disconnect" or not message.get("more_body", False):
                 body_done = True
             return message
 
         async def drain() -> None:
-            """Read and drop the rest of the body, within DRAIN_BYTES and DRAIN_S."""
-            dropped = 0
+            """Read and drop the rest of a body known to be small (a refused upload answered
+            from its Content-Length, or of unknown length, is not read: it may be huge)."""
+            if length is None or length - received > DRAIN_BYTES:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_S):
-                    while not body_done and dropped <= DRAIN_BYTES:
-                        dropped += len((await tracked_receive()).get("body", b""))
+                    while not body_done:
+                        await tracked_receive()
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
