@@ -17,6 +17,7 @@ from ocr_gateway.core.tasks import cancel_all, every, supervise
 from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.events.hub import EventHub
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.messaging.amqp import Broker
 from ocr_gateway.rendering.mupdf import warm_up
@@ -41,6 +42,7 @@ class Components:
     jobs: JobService
     control: DispatchControl
     consumer: ResultsConsumer
+    events: EventHub
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -72,9 +74,10 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         storage=storage,
         renderer=renderer,
         uploads=UploadService(settings, sessions, storage, renderer, inspect_pool),
-        jobs=JobService(sessions, storage, renderer, control),
+        jobs=JobService(settings, sessions, storage, renderer, control),
         control=control,
         consumer=ResultsConsumer(settings, sessions, broker),
+        events=EventHub(settings, sessions),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)
@@ -96,6 +99,7 @@ def _start_background(components: Components) -> list[asyncio.Task[Any]]:
     settings, renderer = components.settings, components.renderer
     loops = [
         supervise("results consumer", components.consumer.run),
+        supervise("event listener", components.events.listen),
         every(MAINTENANCE_INTERVAL_S, "render recovery", renderer.resume_unfinished),
         every(settings.render_lease_s / 3, "render lease renewal", renderer.renew_render_leases),
         every(

@@ -7,7 +7,6 @@ import io
 import uuid
 from pathlib import Path
 
-import aio_pika
 import httpx
 import orjson
 import pymupdf
@@ -20,6 +19,7 @@ from ocr_gateway.messaging.amqp import queue_depth
 from tests.support.documents import sample
 from tests.support.gateway import drain
 from tests.support.http import job_detail, upload, wait_rendered
+from tests.support.results import send_result
 from tests.support.waiting import wait_until
 
 
@@ -74,14 +74,6 @@ async def test_geotopo_renders_117_pngs_and_publishes_117_messages(
         assert png == on_disk
 
 
-async def _send_result(channel: AbstractChannel, queue: str, payload: object) -> None:
-    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    await channel.default_exchange.publish(
-        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-        routing_key=queue,
-    )
-
-
 async def test_results_complete_the_job_and_duplicates_count_once(
     client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
@@ -100,14 +92,14 @@ async def test_results_complete_the_job_and_duplicates_count_once(
             "status": "done",
             "text": f"text {number}",
         }
-        await _send_result(channel, results_queue, result)
-        await _send_result(channel, results_queue, result)  # a redelivery
+        await send_result(channel, results_queue, result)
+        await send_result(channel, results_queue, result)  # a redelivery
 
     async def three_done() -> bool:
         return bool((await job_detail(client, job_id))["completed_pages"] == 3)
 
     await wait_until(three_done)
-    await _send_result(
+    await send_result(
         channel,
         results_queue,
         {"job_id": job_id, "page_number": 4, "status": "failed", "text": "", "error": "blurry"},
@@ -127,12 +119,12 @@ async def test_results_complete_the_job_and_duplicates_count_once(
     assert again.status_code == 202
     assert len(await drain(channel, services.settings.pages_queue)) == 1
     boxes = [{"bbox": [1, 2, 30, 40], "text": "word", "confidence": 0.9}]
-    await _send_result(
+    await send_result(
         channel,
         results_queue,
         {"job_id": job_id, "page_number": 4, "status": "done", "text": "four", "boxes": boxes},
     )
-    await _send_result(
+    await send_result(
         channel, results_queue, {"job_id": job_id, "page_number": 4, "status": "failed"}
     )
 
@@ -159,13 +151,13 @@ async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
     client: httpx.AsyncClient, services: Components, channel: AbstractChannel
 ) -> None:
     results_queue = services.settings.results_queue
-    await _send_result(
+    await send_result(
         channel,
         results_queue,
         {"job_id": str(uuid.uuid4()), "page_number": 1, "status": "done", "text": "x"},
     )
-    await _send_result(channel, results_queue, b"{not json")
-    await _send_result(channel, results_queue, {"job_id": "nope", "page_number": 0})
+    await send_result(channel, results_queue, b"{not json")
+    await send_result(channel, results_queue, {"job_id": "nope", "page_number": 0})
 
     async def dead_lettered() -> bool:
         return await queue_depth(channel, f"{results_queue}.dead") == 2
@@ -175,7 +167,7 @@ async def test_unknown_and_malformed_results_are_dropped_or_dead_lettered(
     # The consumer is still consuming: a valid result after the bad ones is stored.
     accepted = await upload(client, sample("002-trivial-libre-office-writer.pdf"))
     await wait_rendered(client, accepted["job_id"])
-    await _send_result(
+    await send_result(
         channel,
         results_queue,
         {"job_id": accepted["job_id"], "page_number": 1, "status": "done", "text": "ok"},

@@ -17,7 +17,7 @@ router = APIRouter(
 )
 
 
-@router.get("/jobs", operation_id="list_jobs", response_model=JobList)
+@router.get("/jobs", operation_id="admin_list_jobs", response_model=JobList)
 async def list_jobs(
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -35,7 +35,7 @@ async def list_jobs(
     )
 
 
-@router.get("/job/{job_id}", operation_id="get_job", response_model=JobDetail)
+@router.get("/job/{job_id}", operation_id="admin_get_job", response_model=JobDetail)
 async def get_job(jobs: JobsDep, job_id: JobId) -> JobDetail:
     """One job with its counters and pages."""
     job, pages = await jobs.get(job_id)
@@ -54,7 +54,7 @@ def _started(scheduled: StartScheduled) -> StartAccepted:
 
 @router.post(
     "/start",
-    operation_id="start_all",
+    operation_id="admin_start_all",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
 )
@@ -65,7 +65,7 @@ async def start_all(control: DispatchDep) -> StartAccepted:
 
 @router.post(
     "/start/{job_id}",
-    operation_id="start_job",
+    operation_id="admin_start_job",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
 )
@@ -76,7 +76,7 @@ async def start_job(control: DispatchDep, job_id: JobId) -> StartAccepted:
 
 @router.post(
     "/start/{job_id}/page/{page_number}",
-    operation_id="start_page",
+    operation_id="admin_start_page",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
 )
@@ -87,7 +87,7 @@ async def start_page(control: DispatchDep, job_id: JobId, page_number: PageNumbe
 
 @router.post(
     "/stop",
-    operation_id="stop_publishing",
+    operation_id="admin_stop_publishing",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )
@@ -98,7 +98,9 @@ async def stop_publishing(control: DispatchDep) -> ActionAccepted:
 
 
 @router.delete(
-    "/delete/job/{job_id}/page/{page_number}", operation_id="delete_page", response_model=Deleted
+    "/delete/job/{job_id}/page/{page_number}",
+    operation_id="admin_delete_page",
+    response_model=Deleted,
 )
 async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> Deleted:
     """Remove one page: its PNG and its row; its number joins the job's excluded_pages."""
@@ -106,7 +108,7 @@ async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> 
     return Deleted(deleted="page", job_id=job_id, page_number=page_number)
 
 
-@router.delete("/delete/job/{job_id}", operation_id="delete_job", response_model=Deleted)
+@router.delete("/delete/job/{job_id}", operation_id="admin_delete_job", response_model=Deleted)
 async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
     """Remove one job: its folder under files/ and its rows."""
     await jobs.delete_job(job_id)
@@ -115,7 +117,7 @@ async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
 
 @router.delete(
     "/delete/jobs",
-    operation_id="delete_all_jobs",
+    operation_id="admin_delete_all_jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )
@@ -127,7 +129,7 @@ async def delete_all_jobs(jobs: JobsDep, control: DispatchDep) -> ActionAccepted
 
 @router.delete(
     "/delete/queue",
-    operation_id="purge_pages_queue",
+    operation_id="admin_purge_pages_queue",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ActionAccepted,
 )

@@ -13,6 +13,7 @@ from ocr_gateway.components import Components
 from ocr_gateway.core.errors import Unauthorized
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.control import DispatchControl
+from ocr_gateway.events.hub import EventHub
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.uploads.service import UploadService
 
@@ -38,6 +39,10 @@ def get_dispatch_control(request: Request) -> DispatchControl:
     return _components(request).control
 
 
+def get_events(request: Request) -> EventHub:
+    return _components(request).events
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -47,6 +52,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 UploadsDep = Annotated[UploadService, Depends(get_uploads)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 DispatchDep = Annotated[DispatchControl, Depends(get_dispatch_control)]
+EventsDep = Annotated[EventHub, Depends(get_events)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="AdminApiKey")

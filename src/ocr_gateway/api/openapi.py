@@ -9,6 +9,12 @@ from fastapi import Path
 
 from ocr_gateway.api.schemas import ErrorResponse
 
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route can really give, each with the one error body."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
 }

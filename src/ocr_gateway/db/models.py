@@ -15,11 +15,13 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -41,22 +43,33 @@ class SqlStatus(enum.StrEnum):
 
 
 class JobStatus(SqlStatus):
-    """pending → queued → completed | failed (see README, "Statuses")."""
+    """pending → queued → completed | failed; cancelled from any unfinished state (README,
+    "Statuses")."""
 
     PENDING = "pending"
     QUEUED = "queued"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_JOB_STATUSES
 
 
 class PageStatus(SqlStatus):
-    """pending → publishing → queued → done | failed; publishing → pending on stop or expiry."""
+    """pending → publishing → queued → done | failed; publishing → pending on stop or expiry;
+    pending → cancelled when its job is cancelled."""
 
     PENDING = "pending"
     PUBLISHING = "publishing"
     QUEUED = "queued"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def sql_status(*statuses: SqlStatus) -> str:
@@ -108,6 +121,7 @@ class Job(Base):
             sql("job_id DESC"),
             postgresql_where=sql(f"status <> {JobStatus.COMPLETED.sql}"),
         ),
+        Index("ix_jobs_created", sql("created_at DESC"), sql("job_id DESC")),
         status_check(JobStatus, JOBS_STATUS_CHECK),
     )
 
@@ -153,6 +167,37 @@ class Page(Base):
         ),
         status_check(PageStatus, PAGES_STATUS_CHECK),
     )
+
+
+class JobEvent(Base):
+    """What happened to a job, appended in the same transaction as the change it describes."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    type: Mapped[str] = mapped_column(String(32))
+    page_number: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_job_events_job_id", "job_id", "id"),)
+
+
+class DispatchState(Base):
+    """One row: whether an operator's stop is in force (automatic dispatch waits for a start)."""
+
+    __tablename__ = "dispatch_state"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="1")
+    stopped: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_dispatch_state_one_row"),)
 
 
 class DispatchRequest(Base):

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
 from ocr_gateway.db.models import DispatchRequest, JobStatus, Page, PageStatus, sql_status
+from ocr_gateway.events import repository as events_repo
+from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
 
 NOTIFY_CHANNEL = "ocr_gateway_dispatch"
@@ -211,26 +213,36 @@ async def renew_publish_leases(
 
 
 async def fail_pages(session: AsyncSession, page_ids: Sequence[int], reason: str) -> None:
-    """Pages that can never be published (their PNG is gone) fail, and their jobs are recounted."""
+    """Pages that can never be published (their PNG is gone) fail, and their jobs are recounted,
+    with the events that says so."""
     if not page_ids:
         return
-    job_ids = (
-        await session.scalars(
+    failed = (
+        await session.execute(
             text(
                 f"""
                 UPDATE pages
                    SET status = {PageStatus.FAILED.sql}, error = :reason, lease_until = NULL,
                        updated_at = now()
                  WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
-             RETURNING job_id
+             RETURNING job_id, page_number
                 """
             ).bindparams(_IDS),
             {"ids": list(page_ids), "reason": reason},
         )
     ).all()
-    for job_id in sorted(set(job_ids)):
-        if await lock_job(session, job_id) is not None:
-            await refresh_job_progress(session, job_id)
+    for job_id in sorted({row.job_id for row in failed}):
+        job = await lock_job(session, job_id)
+        if job is None:
+            continue
+        before = job.status
+        after = await refresh_job_progress(session, job_id)
+        for row in failed:
+            if row.job_id == job_id:
+                await events_repo.record_event(
+                    session, job_id, EventType.PAGE_FAILED, page_number=row.page_number
+                )
+        await events_repo.record_status_change(session, job_id, before, after)
 
 
 async def notify_dispatchers(session: AsyncSession, payload: str) -> None:

@@ -89,6 +89,7 @@ async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str 
                        failed_pages = c.failed,
                        updated_at = now(),
                        status = CASE
+                         WHEN j.status = {JobStatus.CANCELLED.sql} THEN j.status
                          WHEN j.error IS NOT NULL THEN {JobStatus.FAILED.sql}
                          WHEN j.rendered_pages + cardinality(j.excluded_pages) < j.total_page_number
                               AND j.render_lease_until IS NOT NULL THEN j.status
@@ -114,21 +115,26 @@ async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str 
     return None if row is None else str(row.status)
 
 
-async def fail_job(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
+async def fail_job(session: AsyncSession, job_id: uuid.UUID, reason: str) -> bool:
     """A job whose render failed: it and its pages still waiting for a start are failed, so no
-    start ever publishes them (the pages already rendered keep their PNGs for inspection)."""
-    await session.execute(
+    start ever publishes them (the pages already rendered keep their PNGs for inspection). A
+    cancelled job stays cancelled; False then, or if the job is gone."""
+    failed = await session.scalar(
         update(Job)
-        .where(Job.job_id == job_id)
+        .where(Job.job_id == job_id, Job.status != JobStatus.CANCELLED)
         .values(
             status=JobStatus.FAILED, error=reason, render_lease_until=None, updated_at=func.now()
         )
+        .returning(Job.job_id)
     )
+    if failed is None:
+        return False
     await session.execute(
         update(Page)
         .where(Page.job_id == job_id, Page.status == PageStatus.PENDING)
         .values(status=PageStatus.FAILED, error="the job's rendering failed", updated_at=func.now())
     )
+    return True
 
 
 async def delete_page(session: AsyncSession, job_id: uuid.UUID, page_number: int) -> str | None:
@@ -163,3 +169,53 @@ async def delete_all_jobs(session: AsyncSession) -> list[uuid.UUID]:
 
 async def all_job_ids(session: AsyncSession) -> set[uuid.UUID]:
     return set(await session.scalars(select(Job.job_id)))
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID] | None = None,
+    status: JobStatus | None = None,
+) -> Sequence[Job]:
+    """Every job (or those in `status`), newest first; keyset pagination when `after` is given."""
+    stmt = select(Job)
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    if after is not None:
+        created_at, job_id = after
+        stmt = stmt.where(func.row(Job.created_at, Job.job_id) < func.row(created_at, job_id))
+    return (
+        await session.scalars(stmt.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit))
+    ).all()
+
+
+async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> None:
+    """The job becomes cancelled (caller holds `lock_job`); its render lease is released, so no
+    other process resumes its rendering."""
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(status=JobStatus.CANCELLED, render_lease_until=None, updated_at=func.now())
+    )
+
+
+async def cancel_pending_pages(session: AsyncSession, job_id: uuid.UUID) -> int:
+    """Pending pages of the job become cancelled: no claim can take them any more."""
+    result = await session.execute(
+        update(Page)
+        .where(Page.job_id == job_id, Page.status == PageStatus.PENDING)
+        .values(status=PageStatus.CANCELLED, lease_until=None, updated_at=func.now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def count_pages(session: AsyncSession, job_id: uuid.UUID, status: PageStatus) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Page)
+            .where(Page.job_id == job_id, Page.status == status)
+        )
+        or 0
+    )

@@ -1,10 +1,11 @@
-"""Response models of the job domain, shared by the admin routes (and the client API)."""
+"""Response models of the job domain: the operator's views (`JobSummary`, `JobDetail`) and
+the client API's (`ClientJob`, `ClientPage`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,3 +48,68 @@ class PageDetail(BaseModel):
 
 class JobDetail(JobSummary):
     pages: list[PageDetail]
+
+
+class PageState(BaseModel):
+    page_number: int
+    status: str
+
+
+class ClientJob(BaseModel):
+    """A job as its client sees it: status, counters, timestamps and each page's status."""
+
+    job_id: uuid.UUID
+    filename: str
+    media_type: str
+    status: str
+    total_page_number: int
+    rendered_pages: int
+    completed_pages: int
+    failed_pages: int
+    cancelled_pages: int
+    error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    pages: list[PageState]
+
+
+class ClientJobSummary(BaseModel):
+    job_id: uuid.UUID
+    filename: str
+    media_type: str
+    status: str
+    total_page_number: int
+    completed_pages: int
+    failed_pages: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ClientJobList(BaseModel):
+    jobs: list[ClientJobSummary]
+    next_cursor: str | None
+
+
+class TextBox(BaseModel):
+    """A recognised line: its text, the engine's confidence, and its outline as `[x, y]` points
+    in the page image's pixels."""
+
+    text: str
+    confidence: float | None
+    polygon: list[tuple[float, float]]
+
+
+class ClientPage(BaseModel):
+    job_id: uuid.UUID
+    page_number: int
+    status: str
+    text: str | None
+    boxes: list[TextBox]
+    source: Literal["ocr"] = "ocr"
+    error: str | None
+
+
+class Cancelled(BaseModel):
+    job_id: uuid.UUID
+    status: str
+    cancelled_pages: int

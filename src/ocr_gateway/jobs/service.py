@@ -1,7 +1,8 @@
-"""Reading and deleting jobs and pages: rows in PostgreSQL and PNGs under files/."""
+"""Reading, cancelling and deleting jobs and pages: rows in PostgreSQL and PNGs under files/."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -10,14 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ocr_gateway.core.errors import MalformedRequest, NotFound
+from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
-from ocr_gateway.db.models import Job, Page
+from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus
 from ocr_gateway.dispatch.control import DispatchControl
+from ocr_gateway.events import repository as events_repo
+from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as repo
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 
 log = logging.getLogger(__name__)
+
+# How often a cancel looks whether the job's publishes in flight have settled.
+CANCEL_SETTLE_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +47,22 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         raise MalformedRequest("the cursor is not one this service issued") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    job: Job
+    cancelled_pages: int
+
+
 class JobService:
     def __init__(
         self,
+        settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
         renderer: Renderer,
         control: DispatchControl,
     ) -> None:
+        self.settings = settings
         self.sessions = sessions
         self.storage = storage
         self.renderer = renderer
@@ -62,6 +77,67 @@ class JobService:
         more = len(jobs) > limit
         items = jobs[:limit]
         return JobPage(items, encode_cursor(items[-1]) if more and items else None)
+
+    async def list_all(
+        self, *, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> JobPage:
+        """Every job, newest first (the client API's list)."""
+        after = decode_cursor(cursor) if cursor else None
+        async with self.sessions() as session:
+            jobs = await repo.list_jobs(session, limit=limit + 1, after=after, status=status)
+        more = len(jobs) > limit
+        items = jobs[:limit]
+        return JobPage(items, encode_cursor(items[-1]) if more and items else None)
+
+    async def get_page(self, job_id: uuid.UUID, page_number: int) -> Page:
+        async with self.sessions() as session:
+            if await repo.get_job(session, job_id) is None:
+                raise NotFound(f"job {job_id} does not exist")
+            page = await repo.get_page(session, job_id, page_number)
+        if page is None:
+            raise NotFound(f"page {page_number} of job {job_id} does not exist")
+        return page
+
+    async def cancel(self, job_id: uuid.UUID) -> CancelOutcome:
+        """Cancel what is left of the job: its pending pages are never published, and when this
+        returns no page of it is being published either (in-flight publishes have settled;
+        pages they gave back are cancelled too). A finished job is left as it is."""
+        async with self.sessions.begin() as session:
+            job = await repo.lock_job(session, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
+            if JobStatus(job.status).finished:
+                cancelled = await repo.count_pages(session, job_id, PageStatus.CANCELLED)
+                return CancelOutcome(job, cancelled)
+            await repo.cancel_pending_pages(session, job_id)
+            await repo.cancel_job(session, job_id)
+            await events_repo.record_event(session, job_id, EventType.JOB_CANCELLED)
+        await self.renderer.cancel_render(job_id)
+        await self.storage.remove_file(self.storage.temp_path(job_id))
+        await self._settle_publishes(job_id)
+        log.info("job cancelled job_id=%s", job_id)
+        async with self.sessions() as session:
+            job = await repo.get_job(session, job_id)
+            cancelled = await repo.count_pages(session, job_id, PageStatus.CANCELLED)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist")
+        return CancelOutcome(job, cancelled)
+
+    async def _settle_publishes(self, job_id: uuid.UUID) -> None:
+        """Wait until no page of the job is mid-publish (bounded by the publish lease), cancelling
+        the pages a stopped publish gives back to pending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.dispatch_lease_s
+        while True:
+            async with self.sessions.begin() as session:
+                await repo.cancel_pending_pages(session, job_id)
+                publishing = await repo.count_pages(session, job_id, PageStatus.PUBLISHING)
+            if publishing == 0:
+                return
+            if loop.time() > deadline:
+                log.warning("cancel: %d pages still publishing job_id=%s", publishing, job_id)
+                return
+            await asyncio.sleep(CANCEL_SETTLE_POLL_S)
 
     async def get(self, job_id: uuid.UUID) -> tuple[Job, Sequence[Page]]:
         async with self.sessions() as session:
@@ -83,9 +159,13 @@ class JobService:
         log.info("page deleted job_id=%s page_number=%d", job_id, page_number)
 
     async def delete_job(self, job_id: uuid.UUID) -> None:
+        """Remove the job's rows and files; its readers get `job.deleted`."""
         async with self.sessions.begin() as session:
-            if not await repo.delete_job(session, job_id):
+            if await repo.lock_job(session, job_id) is None:
                 raise NotFound(f"job {job_id} does not exist")
+            await events_repo.forget_events(session, job_id)
+            await events_repo.record_event(session, job_id, EventType.JOB_DELETED)
+            await repo.delete_job(session, job_id)
         await self.renderer.cancel_render(job_id)
         await self.storage.remove_job_dir(job_id)
         await self.storage.remove_file(self.storage.temp_path(job_id))
@@ -97,6 +177,7 @@ class JobService:
         for job_id in self.renderer.rendering_job_ids:
             await self.renderer.cancel_render(job_id)
         async with self.sessions.begin() as session:
+            await events_repo.record_all_deleted(session)
             deleted = await repo.delete_all_jobs(session)
         await self.storage.remove_all_job_dirs()
         for job_id in deleted:

@@ -80,16 +80,21 @@ async def record_rendered_pages(
     *,
     render_lease_s: float,
 ) -> bool:
-    """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone."""
-    locked = await session.scalar(select(Job.job_id).where(Job.job_id == job_id).with_for_update())
-    if locked is None:
+    """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone.
+
+    Pages rendered for a cancelled job (its render ran in another process) are recorded as
+    cancelled, so that nothing ever publishes them.
+    """
+    status = await session.scalar(select(Job.status).where(Job.job_id == job_id).with_for_update())
+    if status is None:
         return False
+    page_status = PageStatus.CANCELLED if status == JobStatus.CANCELLED else PageStatus.PENDING
     if pages:
         await session.execute(
             pg_insert(Page)
             .values(
                 [
-                    {"job_id": job_id, "page_number": n, "path": path, "status": PageStatus.PENDING}
+                    {"job_id": job_id, "page_number": n, "path": path, "status": page_status}
                     for n, path in pages
                 ]
             )

@@ -13,6 +13,8 @@ import anyio
 from ocr_gateway.core.process_pool import ProcessPool, WorkerLost
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.events import repository as events_repo
+from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering import repository as repo
 from ocr_gateway.rendering.fair_share import FairShare
@@ -128,7 +130,9 @@ class Renderer:
             return
         async with self.sessions.begin() as session:
             if failure is not None:
-                await jobs_repo.fail_job(session, job_id, f"rendering failed: {failure}")
+                reason = f"rendering failed: {failure}"
+                if await jobs_repo.fail_job(session, job_id, reason):
+                    await events_repo.record_event(session, job_id, EventType.JOB_FAILED)
             else:
                 await repo.finish_render(session, job_id)
             if await jobs_repo.lock_job(session, job_id) is not None:
@@ -196,7 +200,8 @@ class Renderer:
                 )
                 continue
             async with self.sessions.begin() as session:
-                await jobs_repo.fail_job(session, claim.job_id, reason)
+                if await jobs_repo.fail_job(session, claim.job_id, reason):
+                    await events_repo.record_event(session, claim.job_id, EventType.JOB_FAILED)
             await self.storage.remove_file(source)
             log.error("render abandoned job_id=%s reason=%s", claim.job_id, reason)
         return len(claims)

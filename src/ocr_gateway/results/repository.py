@@ -21,13 +21,13 @@ async def store_page_result(
     error: str | None,
     boxes: list[dict[str, Any]] | None,
 ) -> bool:
-    """Write a result unless the page is already done; True if the page changed."""
+    """Write a result unless the page is already done or cancelled; True if the page changed."""
     changed = await session.scalar(
         update(Page)
         .where(
             Page.job_id == job_id,
             Page.page_number == page_number,
-            Page.status != PageStatus.DONE,
+            Page.status.not_in((PageStatus.DONE, PageStatus.CANCELLED)),
         )
         .values(
             status=status,

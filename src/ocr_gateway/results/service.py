@@ -7,6 +7,8 @@ import logging
 
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import PageStatus
+from ocr_gateway.events import repository as events_repo
+from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.messaging.contracts import ResultMessage
 from ocr_gateway.results import repository as repo
@@ -24,11 +26,15 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
     """Write the page's text and status, then recount its job under the job's row lock.
 
     The lock serialises results of one job, so `completed_pages` is always the exact number of
-    done pages; a page already done is never changed again, so redeliveries change nothing.
+    done pages; a page already done (or cancelled) is never changed again, so redeliveries
+    change nothing. The page's event, and the job's if it has just finished, are recorded in the
+    same transaction.
     """
     async with sessions.begin() as session:
-        if await jobs_repo.lock_job(session, result.job_id) is None:
+        job = await jobs_repo.lock_job(session, result.job_id)
+        if job is None:
             return ResultOutcome.UNKNOWN
+        before = job.status
         changed = await repo.store_page_result(
             session,
             job_id=result.job_id,
@@ -42,6 +48,11 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
             exists = await jobs_repo.get_page(session, result.job_id, result.page_number)
             return ResultOutcome.DUPLICATE if exists is not None else ResultOutcome.UNKNOWN
         status = await jobs_repo.refresh_job_progress(session, result.job_id)
+        page_event = EventType.PAGE_DONE if result.status == "done" else EventType.PAGE_FAILED
+        await events_repo.record_event(
+            session, result.job_id, page_event, page_number=result.page_number
+        )
+        await events_repo.record_status_change(session, result.job_id, before, status)
     log.info(
         "result stored job_id=%s page_number=%d status=%s job_status=%s",
         result.job_id,
