@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ocr_gateway import __version__
 from ocr_gateway.api import admin, health, jobs, uploads
+from ocr_gateway.api.docs import install_docs
 from ocr_gateway.api.errors import install_error_handlers
 from ocr_gateway.components import open_components
 from ocr_gateway.core.logging import configure_logging
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
         description="Upload PDFs and images; their pages are rendered to PNG and fed to OCR "
         "workers over RabbitMQ when an operator starts publishing.",
         lifespan=lifespan,
+        # Served by `install_docs` with assets from the package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -66,4 +70,5 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
+    install_docs(app)
     return app

@@ -7,17 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from ocr_gateway.api.deps import DispatchDep, JobsDep, require_admin_key
-from ocr_gateway.api.openapi import ERRORS, JobId, PageNumber
+from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import ActionAccepted, Deleted, StartAccepted
 from ocr_gateway.dispatch.control import StartScheduled
 from ocr_gateway.jobs.schemas import JobDetail, JobList, JobSummary, PageDetail
 
+# 401 on every route: the key is checked before anything else when one is set.
 router = APIRouter(
-    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)], responses=ERRORS
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin_key)],
+    responses=errors(401),
 )
 
 
-@router.get("/jobs", operation_id="admin_list_jobs", response_model=JobList)
+@router.get(
+    "/jobs", operation_id="admin_list_jobs", response_model=JobList, responses=errors(400, 422)
+)
 async def list_jobs(
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -35,7 +41,12 @@ async def list_jobs(
     )
 
 
-@router.get("/job/{job_id}", operation_id="admin_get_job", response_model=JobDetail)
+@router.get(
+    "/job/{job_id}",
+    operation_id="admin_get_job",
+    response_model=JobDetail,
+    responses=errors(404, 422),
+)
 async def get_job(jobs: JobsDep, job_id: JobId) -> JobDetail:
     """One job with its counters and pages."""
     job, pages = await jobs.get(job_id)
@@ -68,6 +79,7 @@ async def start_all(control: DispatchDep) -> StartAccepted:
     operation_id="admin_start_job",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
+    responses=errors(404, 409, 422),
 )
 async def start_job(control: DispatchDep, job_id: JobId) -> StartAccepted:
     """Publish the pending pages of one job."""
@@ -79,6 +91,7 @@ async def start_job(control: DispatchDep, job_id: JobId) -> StartAccepted:
     operation_id="admin_start_page",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StartAccepted,
+    responses=errors(404, 409, 422),
 )
 async def start_page(control: DispatchDep, job_id: JobId, page_number: PageNumber) -> StartAccepted:
     """Publish one page (a failed page is reset to pending first)."""
@@ -101,6 +114,7 @@ async def stop_publishing(control: DispatchDep) -> ActionAccepted:
     "/delete/job/{job_id}/page/{page_number}",
     operation_id="admin_delete_page",
     response_model=Deleted,
+    responses=errors(404, 422),
 )
 async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> Deleted:
     """Remove one page: its PNG and its row; its number joins the job's excluded_pages."""
@@ -108,7 +122,12 @@ async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> 
     return Deleted(deleted="page", job_id=job_id, page_number=page_number)
 
 
-@router.delete("/delete/job/{job_id}", operation_id="admin_delete_job", response_model=Deleted)
+@router.delete(
+    "/delete/job/{job_id}",
+    operation_id="admin_delete_job",
+    response_model=Deleted,
+    responses=errors(404, 422),
+)
 async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
     """Remove one job: its folder under files/ and its rows."""
     await jobs.delete_job(job_id)

@@ -15,9 +15,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
-}
+# What an upload can be refused for: a body that is not multipart with its file (400), too
+# large a file, document or page (413), a type the route does not take (415), a document that
+# cannot be read (422), and inspection that cannot run right now (503, with Retry-After).
+UPLOAD_ERRORS = (400, 413, 415, 422, 503)
 
 
 def multipart_body(description: str) -> dict[str, Any]:

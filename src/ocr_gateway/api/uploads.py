@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from ocr_gateway.api.deps import UploadsDep
-from ocr_gateway.api.openapi import ERRORS, multipart_body
+from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors, multipart_body
 from ocr_gateway.api.schemas import UploadAccepted
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
 from ocr_gateway.uploads.service import UploadService
 
-router = APIRouter(tags=["uploads"], responses=ERRORS)
+router = APIRouter(tags=["uploads"], responses=errors(*UPLOAD_ERRORS))
 
 
 async def _accept(
