@@ -41,12 +41,12 @@ from bench.harness.profiles import CpuWatch, Profiler
 from bench.harness.report import machine, report, table, versions
 from bench.harness.rows import SECTION_ROWS, make_rows
 from bench.harness.service import Service
-from bench.sections import admin, flow, publish, render, scale, upload
+from bench.sections import admin, events, flow, publish, render, scale, upload
 
 
 async def main_async(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.runs)
-    wanted = {int(s) for s in args.only.split(",")} if args.only else {1, 2, 3, 4, 5, 6, 7}
+    wanted = {int(s) for s in args.only.split(",")} if args.only else {1, 2, 3, 4, 5, 6, 7, 8}
     if 5 in wanted:
         wanted.add(4)
     ctx = Context(plan, args.keep)
@@ -112,6 +112,13 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
             finally:
                 await default_svc.stop()
+        if 8 in wanted:
+            events_svc = Service(ctx, "events", {})
+            await events_svc.start()
+            try:
+                await guarded(8, events_svc, lambda: events.run(ctx, events_svc, rows, prof))
+            finally:
+                await events_svc.stop()
     except Exception as exc:
         failures += 1
         traceback.print_exc()
@@ -166,8 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/<id> (logs, profiles)")
     args = parser.parse_args(argv)
-    if args.only and not re.fullmatch(r"[1-7](,[1-7])*", args.only):
-        parser.error("--only takes section numbers 1-7, comma-separated")
+    if args.only and not re.fullmatch(r"[1-8](,[1-8])*", args.only):
+        parser.error("--only takes section numbers 1-8, comma-separated")
     if args.runs is not None and not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     return args

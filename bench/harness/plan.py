@@ -34,6 +34,10 @@ class Plan:
     scale_small_jobs: int
     scale_pages_per_job: int
     latency_samples: int
+    event_subscribers: int
+    event_jobs: int
+    event_results: int
+    event_rate: float  # results/s arriving while subscribers follow
 
 
 def make_plan(quick: bool, runs: int | None) -> Plan:
@@ -59,6 +63,10 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
             scale_small_jobs=2,
             scale_pages_per_job=10,
             latency_samples=5,
+            event_subscribers=40,
+            event_jobs=2,
+            event_results=80,
+            event_rate=100.0,
         )
     return Plan(
         quick=False,
@@ -83,6 +91,10 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
         scale_small_jobs=10,
         scale_pages_per_job=100,
         latency_samples=20,
+        event_subscribers=1000,
+        event_jobs=10,
+        event_results=2000,
+        event_rate=200.0,
     )
 
 
@@ -92,7 +104,7 @@ class Row:
     section: int
     measure: str
     compared: str
-    unit: str  # "x" (ratio), "ms" or "MB"
+    unit: str  # "x" (ratio), "ms", "s", "MB" or "n" (a count)
     target_op: str | None = None  # ">=", "<", "<="
     target: float = 0.0
     values: list[float] = field(default_factory=list)
@@ -123,6 +135,8 @@ class Row:
             return f"{value:.1f} ms"
         if self.unit == "s":
             return f"{value:.1f} s"
+        if self.unit == "n":
+            return f"{value:.0f}"
         return f"{value:.0f} MB"
 
     @property

@@ -164,6 +164,7 @@ def make_rows(plan: Plan, workers: int, dpi: int, gray: bool, niceness: int) -> 
         ),
         Row("7b", 7, "Flow control: pages published / started", "every page queued", "x", ">=", 1),
         Row("7c", 7, "Broker RSS: peak during the start - before", "beam.smp, psutil", "MB"),
+        *event_rows(plan),
     ]
     return {row.key: row for row in rows}
 
@@ -175,4 +176,29 @@ SECTION_ROWS = {
     4: ("4a", "4b", "4c", "4d", "5a", "5b", "5c"),
     6: ("6a", "6b", "6c", "6d", "6e"),
     7: ("7a", "7b", "7c"),
+    8: ("8a", "8b", "8c", "8d", "8e", "8f"),
 }
+
+
+def event_rows(plan: Plan) -> list[Row]:
+    fan = (
+        f"{plan.event_subscribers} SSE subscribers over {plan.event_jobs} jobs,"
+        f" {plan.event_results} results at {plan.event_rate:g}/s"
+    )
+    latency = "event insert (in the result's transaction) to receipt"
+    return [
+        Row("8a", 8, "Event latency p50, one API process", f"{fan}; {latency}", "ms"),
+        Row("8b", 8, "Event latency p99, one API process", f"{fan}; {latency}", "ms", "<", 250),
+        Row("8c", 8, "Events lost or out of order, one API process", fan, "n", "<=", 0),
+        Row("8d", 8, "Event latency p99, two API processes", f"{fan}, split", "ms", "<", 250),
+        Row("8e", 8, "Events lost or out of order, two API processes", fan, "n", "<=", 0),
+        Row(
+            "8f",
+            8,
+            "GET /jobs/{id} p99 while uploads and publishing run",
+            "GeoTopo uploads back to back, 10,000 pages publishing",
+            "ms",
+            "<",
+            50,
+        ),
+    ]
