@@ -1,4 +1,5 @@
-"""The one handler that turns errors into `{"error": kind, "detail": text}` responses.
+"""The one handler that turns errors into `{"error": kind, "detail": text}` responses, plus
+any extra fields the error carries (a refused batch's `index`).
 
 `ErrorBoundary` is the outermost layer of the app. It answers an unexpected error with the
 same JSON 500 and returns normally, so the server keeps the connection open for the client's
@@ -33,7 +34,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.kind, "detail": exc.detail},
+            {"error": exc.kind, "detail": exc.detail, **exc.fields},
             status_code=exc.status_code,
             headers=exc.headers or None,
         )

@@ -6,12 +6,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorResponse(BaseModel):
     error: str
     detail: Any
+    index: int | None = Field(
+        default=None,
+        ge=0,
+        description="Answers to a batch (`POST /jobs`) only: the refused file, counted from 0"
+        " in the order sent. Absent when the refusal is about the request as a whole.",
+    )
 
 
 class UploadAccepted(BaseModel):
@@ -20,6 +26,12 @@ class UploadAccepted(BaseModel):
     filename: str
     media_type: str
     total_page_number: int
+
+
+class BatchAccepted(BaseModel):
+    """One job a file, in the order the files were sent."""
+
+    jobs: list[UploadAccepted]
 
 
 class StartAccepted(BaseModel):

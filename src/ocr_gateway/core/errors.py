@@ -1,9 +1,15 @@
 """The gateway's one error hierarchy; the API turns each into `{"error", "detail"}`.
 
-An error may also carry HTTP headers for its answer (a 503's `Retry-After`).
+An error may also carry HTTP headers for its answer (a 503's `Retry-After`), and extra fields
+for its JSON body (a refused batch names the file's `index`).
 """
 
 from __future__ import annotations
+
+from typing import Any, Self
+
+# The body fields every error answer has; extra fields may not replace them.
+BODY_FIELDS = frozenset({"error", "detail"})
 
 
 class GatewayError(Exception):
@@ -16,6 +22,15 @@ class GatewayError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.headers: dict[str, str] = {}
+        self.fields: dict[str, Any] = {}
+
+    def add_fields(self, **fields: Any) -> Self:
+        """Add fields to the answer's JSON body, beside `error` and `detail`; return self."""
+        reserved = BODY_FIELDS & fields.keys()
+        if reserved:
+            raise ValueError(f"an error's extra fields cannot replace {sorted(reserved)}")
+        self.fields.update(fields)
+        return self
 
 
 class BadUpload(GatewayError):
@@ -44,6 +59,13 @@ class UploadTooLarge(GatewayError):
 
     status_code = 413
     kind = "upload_too_large"
+
+
+class TooManyFiles(GatewayError):
+    """A batch has more files than `MAX_FILES_PER_REQUEST`."""
+
+    status_code = 413
+    kind = "too_many_files"
 
 
 class TooManyPages(GatewayError):

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # Uploads and rendering
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_files_per_request: int = Field(default=32, gt=0)
     max_pages: int = Field(default=2000, gt=0)
     max_page_pixels: int = Field(default=25_000_000, gt=0)
     # All pages together: rendering cost grows with the total, not with the largest page. 10

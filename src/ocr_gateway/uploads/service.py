@@ -1,19 +1,24 @@
 """Accepting an upload: spool it, inspect it within the limits, record its job, hand it on.
 
 A refused upload raises a GatewayError and leaves no file and no row behind; an accepted one is
-rendered in the background by the `Renderer`.
+rendered in the background by the `Renderer`. A batch (`accept_batch`) is all or nothing: its
+files are spooled and inspected, then all its jobs are recorded in one transaction, and a
+refusal of any file (naming its `index`) keeps none of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ocr_gateway.core.errors import (
     BadUpload,
     DocumentTooLarge,
+    GatewayError,
     PageTooLarge,
     ServiceUnavailable,
     TooManyPages,
@@ -32,8 +37,8 @@ from ocr_gateway.rendering.inspection import Inspection, Limits, inspect_documen
 from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
-from ocr_gateway.uploads.media import MediaType
-from ocr_gateway.uploads.spool import spool_upload
+from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
+from ocr_gateway.uploads.spool import SpooledUpload, spool_files, spool_upload
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ INSPECT_RUNS = 3
 POOL_PROBES = 2
 PROBE_TIMEOUT_S = 30.0
 RETRY_AFTER_S = 5
+# A batch takes PDFs and images alike; each file becomes a job of its own.
+BATCH_TYPES = PDF_TYPES | IMAGE_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,87 @@ class UploadService:
         )
         try:
             inspection = await self._inspect(str(temp_path), upload.media_type)
-            async with self.sessions.begin() as session:
+            await self._record([(job_id, upload, inspection)])
+        except BaseException:
+            await self.storage.remove_file(temp_path)
+            raise
+        return self._hand_on(job_id, upload, inspection)
+
+    async def accept_batch(
+        self, body: AsyncIterator[bytes], content_type: str | None, content_length: str | None
+    ) -> list[AcceptedUpload]:
+        """Spool, inspect and record every `files` part of a batch, in the order sent, then
+        render each in the background.
+
+        All or nothing: a refusal raises a GatewayError (with the file's `index` when it is
+        about one file) and leaves no file and no row of the batch behind.
+        """
+        job_ids: list[uuid.UUID] = []
+
+        def temp_path(index: int) -> Path:
+            assert index == len(job_ids)
+            job_ids.append(uuid.uuid4())
+            return self.storage.temp_path(job_ids[index])
+
+        uploads = await spool_files(
+            body,
+            content_type,
+            content_length,
+            temp_path,
+            max_bytes=self.settings.max_upload_bytes,
+            max_files=self.settings.max_files_per_request,
+            accepted=BATCH_TYPES,
+        )
+        try:
+            inspections = await self._inspect_batch(uploads)
+            batch = list(zip(job_ids, uploads, inspections, strict=True))
+            await self._record(batch)
+        except BaseException:
+            for upload in uploads:
+                await self.storage.remove_file(upload.path)
+            raise
+        log.info("batch accepted files=%d", len(batch))
+        return [self._hand_on(*accepted) for accepted in batch]
+
+    async def _inspect_batch(self, uploads: Sequence[SpooledUpload]) -> list[Inspection]:
+        """Inspect a batch's files concurrently, each in a process of its own.
+
+        At most one fewer than the pool's processes at once, so the pool's first-come queue
+        always holds a free turn for other uploads. After a refusal, no further file starts;
+        the lowest refused index is raised, carrying that `index`.
+        """
+        turns = asyncio.Semaphore(max(1, self.inspect_pool.workers - 1))
+        refused = False
+
+        async def inspect(index: int, upload: SpooledUpload) -> Inspection | None:
+            nonlocal refused
+            async with turns:
+                if refused:
+                    return None
+                try:
+                    return await self._inspect(str(upload.path), upload.media_type)
+                except BaseException as exc:
+                    refused = True
+                    if isinstance(exc, GatewayError) and exc.status_code < 500:
+                        exc.add_fields(index=index)
+                    raise
+
+        outcomes = await asyncio.gather(
+            *(inspect(index, upload) for index, upload in enumerate(uploads)),
+            return_exceptions=True,
+        )
+        inspections: list[Inspection] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            assert outcome is not None, "a file was skipped although none was refused"
+            inspections.append(outcome)
+        return inspections
+
+    async def _record(self, jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]]) -> None:
+        """Insert the jobs (`pending`) in one transaction: all of them or none."""
+        async with self.sessions.begin() as session:
+            for job_id, upload, inspection in jobs:
                 await jobs_repo.create_job(
                     session,
                     job_id=job_id,
@@ -108,9 +195,11 @@ class UploadService:
                     total_page_number=inspection.page_count,
                     render_lease_s=self.settings.render_lease_s,
                 )
-        except BaseException:
-            await self.storage.remove_file(temp_path)
-            raise
+
+    def _hand_on(
+        self, job_id: uuid.UUID, upload: SpooledUpload, inspection: Inspection
+    ) -> AcceptedUpload:
+        """Log a recorded job and schedule its rendering."""
         log.info(
             "upload accepted job_id=%s filename=%r media_type=%s bytes=%d pages=%d",
             job_id,

@@ -8,22 +8,34 @@ the moment the cap is passed, so memory stays bounded and nothing oversized reac
 Content-Type, `SizeLimits` holds every byte limit, `MultipartEvents` turns the push parser's
 callbacks into events, `FileField` picks the `file` part out of them, and `FileSink` types and
 writes its bytes.
+
+`spool_files` does the same for a batch: `FileFields` numbers every `files` part (refusing
+the one past `max_files` as soon as its headers end), and each file streams through a
+`FileSink` of its own to its own temp file, held to the same per-file cap. A refusal that is
+about one file carries its `index`; on any error every file of the batch is removed.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ocr_gateway.core.errors import MalformedRequest, UnsupportedMediaType, UploadTooLarge
+from ocr_gateway.core.errors import (
+    GatewayError,
+    MalformedRequest,
+    TooManyFiles,
+    UnsupportedMediaType,
+    UploadTooLarge,
+)
 from ocr_gateway.uploads.media import SNIFF_BYTES, MediaType, sniff
 
 FILE_FIELD = "file"
+FILES_FIELD = "files"
 WRITE_SLICE = 1024 * 1024
 # Room for multipart headers and small extra fields around the file itself.
 ENVELOPE_BYTES = 64 * 1024
@@ -49,27 +61,36 @@ def clean_filename(raw: str) -> str:
 class SizeLimits:
     """Every byte limit of one upload, counted as the bytes arrive.
 
-    The body may exceed the file's cap by `ENVELOPE_BYTES` (multipart headers and small extra
-    fields); the file part itself may not exceed `max_bytes`.
+    Each file part may not exceed `max_bytes`; the body may hold `max_files` of them, each with
+    `ENVELOPE_BYTES` of room (multipart headers and small extra fields). `file_bytes` counts
+    the current file; `start_file` begins the count of the next one.
     """
 
     max_bytes: int
     body_bytes: int = 0
     file_bytes: int = 0
+    max_files: int = 1
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_files * (self.max_bytes + ENVELOPE_BYTES)
 
     def check_declared(self, content_length: str | None) -> None:
         """Refuse a body whose Content-Length is already over the cap, before reading it."""
         if (
             content_length is not None
             and content_length.isdigit()
-            and int(content_length) > self.max_bytes + ENVELOPE_BYTES
+            and int(content_length) > self.max_body_bytes
         ):
             raise self._too_large()
 
     def count_body(self, size: int) -> None:
         self.body_bytes += size
-        if self.body_bytes > self.max_bytes + ENVELOPE_BYTES:
+        if self.body_bytes > self.max_body_bytes:
             raise self._too_large()
+
+    def start_file(self) -> None:
+        self.file_bytes = 0
 
     def count_file(self, size: int) -> None:
         self.file_bytes += size
@@ -80,14 +101,15 @@ class SizeLimits:
         return UploadTooLarge(f"upload exceeds the limit of {self.max_bytes} bytes")
 
 
-def parse_boundary(content_type: str | None) -> bytes:
-    """The multipart boundary of a `multipart/form-data` Content-Type; else MalformedRequest."""
+def parse_boundary(content_type: str | None, field: str = FILE_FIELD) -> bytes:
+    """The multipart boundary of a `multipart/form-data` Content-Type; else MalformedRequest
+    naming the `field` the endpoint expects."""
     if content_type is None:
-        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
+        raise MalformedRequest(f"expected a multipart/form-data body with a '{field}' field")
     mime, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
-        raise MalformedRequest("expected a multipart/form-data body with a 'file' field")
+        raise MalformedRequest(f"expected a multipart/form-data body with a '{field}' field")
     return boundary
 
 
@@ -187,11 +209,10 @@ class FileField:
     def accept(self, event: PartEvent) -> bytes | None:
         """Follow one event; return its bytes if they belong to the file."""
         if isinstance(event, PartStarted):
-            _, disposition = parse_options_header(event.disposition)
-            name = disposition.get(b"name", b"").decode("latin-1")
+            name, filename = _part_names(event.disposition)
             self._inside = name == FILE_FIELD and not self.complete
             if self._inside:
-                self.filename = clean_filename(_decode_filename(disposition.get(b"filename", b"")))
+                self.filename = filename
         elif isinstance(event, PartData):
             if self._inside:
                 return event.data
@@ -199,6 +220,63 @@ class FileField:
             self._inside = False
             self.complete = True
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class FileOpened:
+    """The headers of file `index` are complete."""
+
+    index: int
+    filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileBytes:
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileClosed:
+    index: int
+
+
+FileStep = FileOpened | FileBytes | FileClosed
+
+
+class FileFields:
+    """Picks every part named `name` out of the parts, numbering them from 0 in body order.
+
+    Other parts are ignored. The part past `max_files` is refused (TooManyFiles, with its
+    `index`) the moment its headers end, before any of its bytes are read.
+    """
+
+    def __init__(self, name: str, max_files: int) -> None:
+        self.name = name
+        self.max_files = max_files
+        self.count = 0
+        self._current: int | None = None
+
+    def accept(self, event: PartEvent) -> FileStep | None:
+        """Follow one event; return what it means for the files, if anything."""
+        if isinstance(event, PartStarted):
+            name, filename = _part_names(event.disposition)
+            if name != self.name:
+                return None
+            index = self.count
+            if index >= self.max_files:
+                raise TooManyFiles(
+                    f"a batch takes at most {self.max_files} files (MAX_FILES_PER_REQUEST)"
+                ).add_fields(index=index)
+            self.count += 1
+            self._current = index
+            return FileOpened(index, filename)
+        if self._current is None:
+            return None
+        if isinstance(event, PartData):
+            return FileBytes(self._current, event.data)
+        index, self._current = self._current, None
+        return FileClosed(index)
 
 
 class FileSink:
@@ -304,6 +382,105 @@ async def _receive(
         raise MalformedRequest("the uploaded file is empty")
     assert field.filename is not None
     return field.filename
+
+
+async def spool_files(
+    body: AsyncIterator[bytes],
+    content_type: str | None,
+    content_length: str | None,
+    destination: Callable[[int], Path],
+    *,
+    max_bytes: int,
+    max_files: int,
+    accepted: frozenset[MediaType],
+) -> list[SpooledUpload]:
+    """Write every `files` part of a multipart body to `destination(index)`, in body order.
+
+    Each file is sniffed and held to `max_bytes` as it streams; the body to `max_files` files.
+    A refusal about one file carries its `index` (GatewayError.fields). On any error every
+    file of the batch, finished or partial, is removed before the error propagates.
+    """
+    boundary = parse_boundary(content_type, FILES_FIELD)
+    limits = SizeLimits(max_bytes, max_files=max_files)
+    limits.check_declared(content_length)
+    batch = _BatchSinks(destination, accepted, limits)
+    try:
+        await batch.receive(body, MultipartEvents(boundary), FileFields(FILES_FIELD, max_files))
+        return batch.spooled
+    except BaseException:
+        await batch.discard()
+        raise
+
+
+class _BatchSinks:
+    """The files of one batch: the finished ones, and a `FileSink` for the one arriving."""
+
+    def __init__(
+        self, destination: Callable[[int], Path], accepted: frozenset[MediaType], limits: SizeLimits
+    ) -> None:
+        self.destination = destination
+        self.accepted = accepted
+        self.limits = limits
+        self.spooled: list[SpooledUpload] = []
+        self._sink: FileSink | None = None
+        self._filename = ""
+
+    async def receive(
+        self, body: AsyncIterator[bytes], parts: MultipartEvents, fields: FileFields
+    ) -> None:
+        async for chunk in body:
+            self.limits.count_body(len(chunk))
+            for event in parts.feed(chunk):
+                step = fields.accept(event)
+                if step is None:
+                    continue
+                try:
+                    await self._take(step)
+                except GatewayError as exc:
+                    exc.add_fields(index=step.index)
+                    raise
+        parts.finish()
+        if self._sink is not None:  # python-multipart's finalize lets a cut-off part pass
+            raise MalformedRequest("the multipart body ended inside a file").add_fields(
+                index=len(self.spooled)
+            )
+        if not self.spooled:
+            raise MalformedRequest(f"the multipart body has no complete '{FILES_FIELD}' field")
+
+    async def _take(self, step: FileStep) -> None:
+        if isinstance(step, FileOpened):
+            self.limits.start_file()
+            self._sink = FileSink(self.destination(step.index), self.accepted)
+            self._filename = step.filename
+            return
+        assert self._sink is not None
+        if isinstance(step, FileBytes):
+            self.limits.count_file(len(step.data))
+            await self._sink.write(step.data)
+            return
+        if self.limits.file_bytes == 0:
+            raise MalformedRequest("the uploaded file is empty")
+        sink = self._sink
+        media_type = await sink.finish()
+        await sink.close()
+        self.spooled.append(
+            SpooledUpload(sink.destination, self._filename, media_type, self.limits.file_bytes)
+        )
+        self._sink = None
+
+    async def discard(self) -> None:
+        """Remove the file arriving and every finished one."""
+        if self._sink is not None:
+            await self._sink.discard()
+        for upload in self.spooled:
+            await anyio.Path(upload.path).unlink(missing_ok=True)
+
+
+def _part_names(disposition: bytes) -> tuple[str, str]:
+    """A part's field name and its cleaned filename, from its raw Content-Disposition."""
+    _, params = parse_options_header(disposition)
+    name = params.get(b"name", b"").decode("latin-1")
+    return name, clean_filename(_decode_filename(params.get(b"filename", b"")))
 
 
 def _decode_filename(raw: bytes) -> str:
