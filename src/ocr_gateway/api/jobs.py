@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, WebSocket, status
 from fastapi.websockets import WebSocketDisconnect
@@ -25,7 +25,7 @@ from ocr_gateway.jobs.schemas import (
     ClientJobSummary,
     ClientPage,
     PageState,
-    TextBox,
+    text_boxes,
 )
 from ocr_gateway.jobs.service import JobService
 
@@ -53,21 +53,6 @@ def client_job(job: Job, pages: list[Page]) -> ClientJob:
         updated_at=job.updated_at,
         pages=[PageState(page_number=page.page_number, status=page.status) for page in pages],
     )
-
-
-def text_boxes(boxes: list[dict[str, Any]] | None) -> list[TextBox]:
-    """Stored line boxes (`bbox` corners) as outlines of four `[x, y]` points."""
-    outlines = []
-    for box in boxes or []:
-        x0, y0, x1, y1 = (float(value) for value in box["bbox"])
-        outlines.append(
-            TextBox(
-                text=str(box.get("text", "")),
-                confidence=box.get("confidence"),
-                polygon=[(x0, y0), (x1, y0), (x1, y1), (x0, y1)],
-            )
-        )
-    return outlines
 
 
 async def _snapshot(jobs: JobService, job_id: uuid.UUID) -> ClientJob:

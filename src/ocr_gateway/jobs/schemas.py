@@ -99,6 +99,21 @@ class TextBox(BaseModel):
     polygon: list[tuple[float, float]]
 
 
+def text_boxes(boxes: list[dict[str, Any]] | None) -> list[TextBox]:
+    """Stored line boxes (`bbox` corners) as outlines of four `[x, y]` points."""
+    outlines = []
+    for box in boxes or []:
+        x0, y0, x1, y1 = (float(value) for value in box["bbox"])
+        outlines.append(
+            TextBox(
+                text=str(box.get("text", "")),
+                confidence=box.get("confidence"),
+                polygon=[(x0, y0), (x1, y0), (x1, y1), (x0, y1)],
+            )
+        )
+    return outlines
+
+
 class ClientPage(BaseModel):
     job_id: uuid.UUID
     page_number: int

@@ -1,0 +1,93 @@
+"""A job's results as files: the result in txt, json, zip or pdf, and each page's image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.responses import Response
+
+from ocr_gateway.api.openapi import JobId, PageNumber, errors
+from ocr_gateway.components import Components
+from ocr_gateway.exports.formats import MEDIA_TYPES, ExportFormat
+from ocr_gateway.exports.service import ExportService
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def get_exports(request: Request) -> ExportService:
+    """The app's one ExportService (its builds in flight are shared by every request), made
+    from the components on first use."""
+    exports: ExportService | None = getattr(request.app.state, "exports", None)
+    if exports is None:
+        components: Components = request.app.state.components
+        exports = ExportService(
+            components.settings,
+            components.sessions,
+            components.storage,
+            components.renderer.render_pool,
+        )
+        request.app.state.exports = exports
+    return exports
+
+
+ExportsDep = Annotated[ExportService, Depends(get_exports)]
+
+
+def _download(job_id: object, fmt: ExportFormat) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{job_id}.{fmt.value}"'}
+
+
+@router.get(
+    "/{job_id}/result",
+    operation_id="get_job_result",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The result in the format asked for",
+            "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+        },
+        **errors(404, 409, 422, 503),
+    },
+)
+async def get_job_result(
+    exports: ExportsDep,
+    job_id: JobId,
+    format: Annotated[ExportFormat, Query(description="the result's format")] = ExportFormat.TXT,
+    partial: Annotated[
+        bool, Query(description="export the pages done so far of a job not finished yet")
+    ] = False,
+) -> Response:
+    """The job's result: `txt` (pages' text in page order, separated by form feeds), `json`
+    (`{job_id, pages: [{page_number, status, text, boxes}]}`), `zip` (`pages/0001.png`,
+    `pages/0001.txt`, ... and `result.json`) or `pdf` (each page's image with its recognised
+    words invisible over it, so they can be selected and searched). Answers 409 with the job's
+    status while it is not finished, unless `partial=true`. The pdf and zip are built once and
+    kept next to the page images until the job changes or is deleted."""
+    job = await exports.exportable_job(job_id, partial=partial)
+    headers = _download(job_id, format)
+    if format.built_as_file:
+        path = await exports.export_file(job, format)
+        return FileResponse(path, media_type=format.media_type, headers=headers)
+    stream = (
+        exports.stream_txt(job_id) if format is ExportFormat.TXT else exports.stream_json(job_id)
+    )
+    return StreamingResponse(stream, media_type=format.media_type, headers=headers)
+
+
+@router.get(
+    "/{job_id}/pages/{page_number}/image",
+    operation_id="get_job_page_image",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The page's PNG", "content": {"image/png": {}}},
+        **errors(404, 422),
+    },
+)
+async def get_job_page_image(
+    exports: ExportsDep, job_id: JobId, page_number: PageNumber
+) -> FileResponse:
+    """The page's image, as rendered and sent to OCR (the boxes' pixels are this image's)."""
+    path = await exports.page_image(job_id, page_number)
+    return FileResponse(path, media_type="image/png")

@@ -1,0 +1,183 @@
+"""The pdf and zip builders, run in a pool process: each reads the job's pages from a manifest
+(one json result page entry a line, written by the API process) and the page PNGs from the
+job's folder, and writes the result next to them.
+
+Each writes to a temporary name and renames it into place, under a lock file, so a second
+build of the same export (another API process sharing `files/`) waits and then finds it done.
+Memory stays bounded by a batch of pages: the pdf is saved incrementally every
+`PDF_BATCH_PAGES` pages, and the zip streams every member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pymupdf
+
+from ocr_gateway.exports.formats import (
+    JSON_TAIL,
+    POINTS_PER_INCH,
+    box_points,
+    json_head,
+    member_stem,
+    place_words,
+    png_size,
+)
+
+PDF_BATCH_PAGES = 100
+# The font of the invisible text layer: one of PDF's standard fonts, so nothing is embedded.
+TEXT_FONT = "helv"
+
+
+def read_manifest(manifest: Path) -> Iterator[dict[str, Any]]:
+    with manifest.open("rb") as lines:
+        for line in lines:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+@contextlib.contextmanager
+def _built_into(target: Path) -> Iterator[Path | None]:
+    """Hold `<target>.lock` and yield a temporary path to write, renamed to `target` when the
+    block ends well and removed when it fails; None when `target` exists already."""
+    lock_path = target.with_name(target.name + ".lock")
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if target.exists():
+                yield None
+                return
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                yield temporary
+                temporary.replace(target)
+            finally:
+                temporary.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock_path.unlink(missing_ok=True)
+
+
+def draw_text_layer(page: pymupdf.Page, boxes: list[dict[str, Any]], dpi: int) -> int:
+    """Put each box's words on `page`, invisible (render mode 3), as tall as the box and
+    stretched to its width; returns how many boxes were placed."""
+    font = pymupdf.Font(TEXT_FONT)
+    shape = page.new_shape()
+    placed = 0
+    for box in boxes:
+        words = " ".join(str(box.get("text") or "").split())
+        if not words:
+            continue
+        placement = place_words(
+            box_points(box["polygon"], dpi),
+            font.text_length(words, fontsize=1),
+            font.ascender,
+            font.descender,
+        )
+        if placement is None:
+            continue
+        origin = pymupdf.Point(placement.x, placement.baseline)
+        shape.insert_text(
+            origin,
+            words,
+            fontsize=placement.fontsize,
+            fontname=TEXT_FONT,
+            render_mode=3,
+            morph=(origin, pymupdf.Matrix(placement.stretch, 1)),
+        )
+        placed += 1
+    if placed:
+        shape.commit(overlay=True)
+    return placed
+
+
+def add_page(doc: pymupdf.Document, png: Path, boxes: list[dict[str, Any]], dpi: int) -> None:
+    """One page of the searchable pdf: the page image at its rendering size, words over it."""
+    with png.open("rb") as image:
+        width, height = png_size(image.read(24))
+    scale = POINTS_PER_INCH / dpi
+    page = doc.new_page(width=width * scale, height=height * scale)
+    page.insert_image(page.rect, filename=str(png))
+    draw_text_layer(page, boxes, dpi)
+
+
+def build_pdf(manifest: str, job_dir: str, dpi: int, target: str) -> int:
+    """The searchable pdf of the manifest's pages; returns its page count (-1: built already).
+    A page whose PNG is gone (deleted meanwhile) is left out."""
+    with _built_into(Path(target)) as temporary:
+        if temporary is None:
+            return -1
+        return _write_pdf(Path(manifest), Path(job_dir), dpi, temporary)
+
+
+def _write_pdf(manifest: Path, folder: Path, dpi: int, temporary: Path) -> int:
+    pages = 0
+    doc = pymupdf.open()
+    try:
+        for entry in read_manifest(manifest):
+            png = folder / f"{entry['page_number']}.png"
+            if not png.exists():
+                continue
+            add_page(doc, png, entry["boxes"], dpi)
+            pages += 1
+            if pages % PDF_BATCH_PAGES == 0:
+                doc = _flush(doc, temporary)
+        if pages == 0:
+            # A pdf has at least one page: an empty one stands for a job without pages.
+            doc.new_page()
+        _flush(doc, temporary, last=True)
+    finally:
+        if not doc.is_closed:
+            doc.close()
+    return pages
+
+
+def _flush(doc: pymupdf.Document, temporary: Path, *, last: bool = False) -> pymupdf.Document:
+    """Write what `doc` holds to `temporary` and start over from it, so only the pages since
+    the last flush are in memory: the first flush saves, later ones append incrementally."""
+    if not doc.name:
+        doc.save(temporary, garbage=0, deflate=True)
+    else:
+        doc.saveIncr()
+    doc.close()
+    if last:
+        return doc
+    return pymupdf.open(temporary)
+
+
+def build_zip(manifest: str, job_dir: str, job_id: str, target: str) -> int:
+    """`pages/0001.png`, `pages/0001.txt`, ... and `result.json`; returns the page count
+    (-1: built already)."""
+    with _built_into(Path(target)) as temporary:
+        if temporary is None:
+            return -1
+        return _write_zip(Path(manifest), Path(job_dir), uuid.UUID(job_id), temporary)
+
+
+def _write_zip(manifest: Path, folder: Path, job_id: uuid.UUID, temporary: Path) -> int:
+    pages = 0
+    with zipfile.ZipFile(temporary, "w", allowZip64=True) as archive:
+        for entry in read_manifest(manifest):
+            stem = member_stem(entry["page_number"])
+            png = folder / f"{entry['page_number']}.png"
+            if png.exists():
+                # PNGs are compressed already: stored as they are.
+                archive.write(png, f"{stem}.png", compress_type=zipfile.ZIP_STORED)
+            archive.writestr(f"{stem}.txt", entry["text"] or "", compress_type=zipfile.ZIP_DEFLATED)
+            pages += 1
+        info = zipfile.ZipInfo("result.json")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as result:
+            result.write(json_head(job_id))
+            for index, entry in enumerate(read_manifest(manifest)):
+                result.write((b"," if index else b"") + orjson.dumps(entry))
+            result.write(JSON_TAIL)
+    return pages
