@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract,bench]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +36,7 @@ fuzz: install
 lint: install
 	$(BIN)/ruff check src tests alembic bench
 	$(BIN)/ruff format --check src tests alembic bench
-	$(BIN)/mypy src tests bench
+	$(BIN)/mypy src tests bench clients/python/src
 
 format: install
 	$(BIN)/ruff check --fix src tests alembic bench
