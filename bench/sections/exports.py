@@ -145,7 +145,7 @@ async def seed_finished_job(ctx: Context, pages: int) -> tuple[uuid.UUID, list[l
 async def timed_get(svc: Service, path: str) -> tuple[float, int]:
     started = time.perf_counter()
     size = 0
-    async with svc.http.stream("GET", path) as response:
+    async with svc.http.stream("GET", path, timeout=900) as response:
         if response.status_code != 200:
             raise BenchError(f"GET {path}: {response.status_code} {await response.aread()!r}")
         async for chunk in response.aiter_bytes():

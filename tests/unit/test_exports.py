@@ -101,10 +101,7 @@ def _job(folder: Path, pages: int, dpi: int) -> Path:
     return manifest
 
 
-def test_pdf_builder_saves_in_batches_and_places_the_words(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(builders, "PDF_BATCH_PAGES", 2)
+def test_pdf_builder_places_the_words(tmp_path: Path) -> None:
     manifest = _job(tmp_path, 5, dpi=100)
     target = tmp_path / "result-k.pdf"
     assert builders.build_pdf(str(manifest), str(tmp_path), 100, str(target)) == 5

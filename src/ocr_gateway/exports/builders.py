@@ -4,8 +4,8 @@ job's folder, and writes the result next to them.
 
 Each writes to a temporary name and renames it into place, under a lock file, so a second
 build of the same export (another API process sharing `files/`) waits and then finds it done.
-Memory stays bounded by a batch of pages: the pdf is saved incrementally every
-`PDF_BATCH_PAGES` pages, and the zip streams every member.
+The zip streams every member; the pdf is held by its pool process until it is saved (about
+the size of the page images), never by the API process.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from ocr_gateway.exports.formats import (
     png_size,
 )
 
-PDF_BATCH_PAGES = 100
 # The font of the invisible text layer: one of PDF's standard fonts, so nothing is embedded.
 TEXT_FONT = "helv"
 
@@ -120,37 +119,18 @@ def build_pdf(manifest: str, job_dir: str, dpi: int, target: str) -> int:
 
 def _write_pdf(manifest: Path, folder: Path, dpi: int, temporary: Path) -> int:
     pages = 0
-    doc = pymupdf.open()
-    try:
+    with pymupdf.open() as doc:
         for entry in read_manifest(manifest):
             png = folder / f"{entry['page_number']}.png"
             if not png.exists():
                 continue
             add_page(doc, png, entry["boxes"], dpi)
             pages += 1
-            if pages % PDF_BATCH_PAGES == 0:
-                doc = _flush(doc, temporary)
         if pages == 0:
             # A pdf has at least one page: an empty one stands for a job without pages.
             doc.new_page()
-        _flush(doc, temporary, last=True)
-    finally:
-        if not doc.is_closed:
-            doc.close()
-    return pages
-
-
-def _flush(doc: pymupdf.Document, temporary: Path, *, last: bool = False) -> pymupdf.Document:
-    """Write what `doc` holds to `temporary` and start over from it, so only the pages since
-    the last flush are in memory: the first flush saves, later ones append incrementally."""
-    if not doc.name:
         doc.save(temporary, garbage=0, deflate=True)
-    else:
-        doc.saveIncr()
-    doc.close()
-    if last:
-        return doc
-    return pymupdf.open(temporary)
+    return pages
 
 
 def build_zip(manifest: str, job_dir: str, job_id: str, target: str) -> int:
