@@ -113,7 +113,8 @@ class AsyncGatewayClient:
     async def submit(self, *files: FileInput, **options: Any) -> list[Job]:
         """Upload one or more files as one batch: each becomes a job, returned in the order
         given. The batch is all or nothing: a refused file raises, naming its `index`, and no
-        job is kept. `options` are sent as form fields beside the files."""
+        job is kept (the error's `index` names the file). `options` are sent as form fields
+        beside the files; the gateway ignores fields it does not know."""
         if not files:
             raise ValueError("submit() needs at least one file")
         async with contextlib.AsyncExitStack() as stack:
