@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=120.0, gt=0)
     dispatch_poll_s: float = Field(default=1.0, gt=0)
     queue_high_water: int = Field(default=1000, gt=0)
+    # manual: pages wait for an operator's start; auto: rendered pages go out until a stop.
+    dispatch_mode: Literal["manual", "auto"] = "manual"
     dispatch_niceness: int = Field(default=5, ge=0, le=19)
 
     # Results

@@ -1,7 +1,10 @@
 """Operator actions on publishing: start (all, a job, a page), stop, and purge of the queue.
 
 Each call records its decision in PostgreSQL and returns at once; the dispatchers of every app
-process do the work in the background.
+process do the work in the background. A stop stays in force (`dispatch_state.stopped`) until a
+start of every page: with `DISPATCH_MODE=auto` the dispatchers publish rendered pages by
+themselves while no stop is in force, and a start of one job or one page publishes just that
+scope, as in manual mode, leaving the stop in force for the rest.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class DispatchControl:
 
     async def start_all(self) -> StartScheduled:
         async with self.sessions.begin() as session:
+            await repo.lift_stop(session)
             pending = await repo.count_startable_pages(session)
             await repo.add_dispatch_request(session)
             await repo.notify_dispatchers(session, "start")
@@ -95,8 +99,10 @@ class DispatchControl:
         return StartScheduled("page", job_id, page_number, 1)
 
     async def stop(self) -> int:
-        """Forget every start in every process, and halt this process's publishers now."""
+        """Forget every start in every process, and halt this process's publishers now; the stop
+        stays in force until a start of every page."""
         async with self.sessions.begin() as session:
+            await repo.record_stop(session)
             cleared = await repo.clear_dispatch_requests(session)
             await repo.notify_dispatchers(session, "stop")
         if self.dispatcher is not None:

@@ -4,6 +4,9 @@ The state that matters lives in PostgreSQL: a start is a row in `dispatch_reques
 deletes them all, and a page moves pending → publishing (leased) → queued only after its
 confirm. Every app process runs one Dispatcher; NOTIFY wakes them at once and a poll covers a
 missed notification, so a stop given to any process halts publishing in all of them.
+
+With `DISPATCH_MODE=auto` a dispatcher adds the start itself, for every page, whenever pages
+wait and no operator's stop is in force (the render NOTIFYs as it records pages).
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ class Dispatcher:
                         await repo.renew_publish_leases(
                             session, list(self._held), lease_s=self.settings.dispatch_lease_s
                         )
+                    if self.settings.dispatch_mode == "auto":
+                        await repo.add_standing_start(session)
                     active = await repo.has_dispatch_requests(session)
             except Exception as exc:
                 log.warning("dispatcher cannot reach the database: %s", exc)

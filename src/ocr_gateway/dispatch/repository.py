@@ -14,7 +14,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
-from ocr_gateway.db.models import DispatchRequest, JobStatus, Page, PageStatus, sql_status
+from ocr_gateway.db.models import (
+    DispatchRequest,
+    DispatchState,
+    JobStatus,
+    Page,
+    PageStatus,
+    sql_status,
+)
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
@@ -53,6 +60,54 @@ async def clear_dispatch_requests(session: AsyncSession) -> int:
 
 async def has_dispatch_requests(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(func.count()).select_from(DispatchRequest)))
+
+
+async def record_stop(session: AsyncSession) -> None:
+    """An operator's stop is in force until a start of every page. Taken before the starts are
+    cleared: the row lock orders it against `add_standing_start`, so no standing start added
+    by a dispatcher survives the stop."""
+    await _set_stopped(session, stopped=True)
+
+
+async def lift_stop(session: AsyncSession) -> None:
+    """A start of every page ends the stop in force (automatic dispatch feeds again)."""
+    await _set_stopped(session, stopped=False)
+
+
+async def _set_stopped(session: AsyncSession, *, stopped: bool) -> None:
+    await session.execute(
+        update(DispatchState)
+        .where(DispatchState.id == 1)
+        .values(stopped=stopped, updated_at=func.now())
+    )
+
+
+async def is_stopped(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(DispatchState.stopped).where(DispatchState.id == 1)))
+
+
+async def add_standing_start(session: AsyncSession) -> bool:
+    """Automatic dispatch: while no stop is in force and some page waits, a start of every page
+    is in force. It is recorded as the start an operator would make, so that claims, `/health`
+    and the retiring of satisfied starts treat it as any other. Returns True if one was added."""
+    result = await session.execute(
+        text(
+            f"""
+            WITH state AS (
+                SELECT stopped FROM dispatch_state WHERE id = 1 FOR UPDATE)
+            INSERT INTO dispatch_requests (job_id, page_number)
+            SELECT NULL, NULL FROM state
+             WHERE NOT state.stopped
+               AND NOT EXISTS (SELECT 1 FROM dispatch_requests WHERE job_id IS NULL)
+               AND EXISTS (SELECT 1 FROM pages p
+                            WHERE p.status = {PageStatus.PENDING.sql}
+                              AND NOT EXISTS (SELECT 1 FROM jobs j
+                                               WHERE j.job_id = p.job_id
+                                                 AND j.status = {JobStatus.CANCELLED.sql}))
+            """
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def publishing_in_progress(session: AsyncSession) -> bool:
@@ -105,6 +160,9 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                        updated_at = now()
                   FROM (SELECT pp.id FROM pages pp
                          WHERE pp.status = {PageStatus.PENDING.sql}
+                           AND NOT EXISTS (SELECT 1 FROM jobs j
+                                            WHERE j.job_id = pp.job_id
+                                              AND j.status = {JobStatus.CANCELLED.sql})
                            AND EXISTS (SELECT 1 FROM dispatch_requests r
                                         WHERE r.job_id IS NULL
                                            OR (r.job_id = pp.job_id
@@ -124,6 +182,13 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
 
 
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+# A page a publish gives back waits for the next claim, unless its job was cancelled meanwhile:
+# then it is cancelled too, and no claim ever takes it again.
+_GIVEN_BACK = f"""
+    CASE WHEN EXISTS (SELECT 1 FROM jobs j
+                       WHERE j.job_id = pages.job_id AND j.status = {JobStatus.CANCELLED.sql})
+         THEN {PageStatus.CANCELLED.sql} ELSE {PageStatus.PENDING.sql} END"""
 
 
 async def mark_pages_queued(session: AsyncSession, page_ids: Sequence[int]) -> int:
@@ -148,14 +213,15 @@ async def mark_pages_queued(session: AsyncSession, page_ids: Sequence[int]) -> i
 
 
 async def release_pages(session: AsyncSession, page_ids: Sequence[int]) -> int:
-    """Unconfirmed pages go back to pending, ready for a later start."""
+    """Unconfirmed pages go back to pending, ready for a later start (cancelled if their job
+    was cancelled meanwhile)."""
     if not page_ids:
         return 0
     result = await session.execute(
         text(
             f"""
             UPDATE pages
-               SET status = {PageStatus.PENDING.sql}, lease_until = NULL, updated_at = now()
+               SET status = {_GIVEN_BACK}, lease_until = NULL, updated_at = now()
              WHERE id = ANY(:ids) AND status = {PageStatus.PUBLISHING.sql}
             """
         ).bindparams(_IDS),
@@ -165,12 +231,13 @@ async def release_pages(session: AsyncSession, page_ids: Sequence[int]) -> int:
 
 
 async def expire_publish_leases(session: AsyncSession) -> int:
-    """Pages claimed by a process that died before confirming go back to pending."""
+    """Pages claimed by a process that died before confirming go back to pending (cancelled if
+    their job was cancelled meanwhile)."""
     result = await session.execute(
         text(
             f"""
             UPDATE pages
-               SET status = {PageStatus.PENDING.sql}, lease_until = NULL, updated_at = now()
+               SET status = {_GIVEN_BACK}, lease_until = NULL, updated_at = now()
              WHERE status = {PageStatus.PUBLISHING.sql} AND lease_until < now()
             """
         )

@@ -13,6 +13,7 @@ import anyio
 from ocr_gateway.core.process_pool import ProcessPool, WorkerLost
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.dispatch.repository import notify_dispatchers
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as jobs_repo
@@ -112,6 +113,8 @@ class Renderer:
                     recorded = await repo.record_rendered_pages(
                         session, job_id, written, render_lease_s=self.settings.render_lease_s
                     )
+                    if self.settings.dispatch_mode == "auto":  # publish them without a start
+                        await notify_dispatchers(session, "rendered")
                 if not recorded:
                     job_gone = True
 
