@@ -130,8 +130,13 @@ class JobService:
         deadline = loop.time() + self.settings.dispatch_lease_s
         while True:
             async with self.sessions.begin() as session:
-                await repo.cancel_pending_pages(session, job_id)
+                # Counted on both sides of the cancel: a page given back before the first count
+                # is cancelled here, one given back after it was counted and is seen next round,
+                # and a claim the cancel had to wait for is seen by the second count. No claim
+                # takes a page of a cancelled job (`dispatch.repository.claim_pages`).
                 publishing = await repo.count_pages(session, job_id, PageStatus.PUBLISHING)
+                await repo.cancel_pending_pages(session, job_id)
+                publishing += await repo.count_pages(session, job_id, PageStatus.PUBLISHING)
             if publishing == 0:
                 return
             if loop.time() > deadline:
