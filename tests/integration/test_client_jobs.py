@@ -220,3 +220,30 @@ async def test_delete_ends_the_stream_with_job_deleted(
     assert (await client.delete(f"/jobs/{job_id}")).status_code == 404
     assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 404
     assert not services.storage.job_dir(uuid.UUID(job_id)).exists()
+
+
+async def test_a_reader_that_goes_away_leaves_nothing_behind(
+    client: httpx.AsyncClient, live: httpx.AsyncClient, services: Components
+) -> None:
+    """A client that drops its SSE stream or its websocket mid-way: its reader is gone from the
+    event hub (no task keeps following the job)."""
+    job_id = await _rendered_job(client, pages=1)
+    job = uuid.UUID(job_id)
+
+    async def reader_following() -> bool:
+        return services.events.readers(job) == 1
+
+    async def reader_gone() -> bool:
+        return services.events.readers(job) == 0
+
+    async with live.stream("GET", f"/jobs/{job_id}/events") as response:
+        lines = response.aiter_lines()  # kept open: leaving an httpx line loop closes the stream
+        while not (await anext(lines)).startswith("data:"):
+            pass  # until the snapshot has arrived
+        await wait_until(reader_following, timeout=10)
+    # the client closed the connection mid-stream
+    await wait_until(reader_gone, timeout=10)
+    async with aconnect_ws(f"/jobs/{job_id}/ws", live) as socket:  # type: ignore[var-annotated]
+        await socket.receive_text()
+        await wait_until(reader_following, timeout=10)
+    await wait_until(reader_gone, timeout=10)

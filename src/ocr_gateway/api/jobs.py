@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -211,15 +212,31 @@ async def job_websocket(websocket: WebSocket, job_id: uuid.UUID) -> None:
         await websocket.close(code=WS_UNKNOWN_JOB, reason=exc.detail[:120])
         return
     await websocket.accept()
-    try:
+
+    async def send_events() -> None:
         await websocket.send_text(snapshot.model_dump_json())
         if following is not None:
             async for event in following:
                 if event is not None:
                     await websocket.send_text(event.model_dump_json())
         await websocket.close()
-    except WebSocketDisconnect:
-        return
+
+    async def until_client_leaves() -> None:
+        """A quiet job sends nothing for a long time: the client's close is noticed here."""
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    sender = asyncio.create_task(send_events())
+    watcher = asyncio.create_task(until_client_leaves())
+    try:
+        await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, watcher):
+            task.cancel()
+        results = await asyncio.gather(sender, watcher, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
+            raise result
 
 
 @router.post(

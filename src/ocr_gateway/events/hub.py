@@ -106,6 +106,11 @@ class EventHub:
         finally:
             self._close(job_id, feed)
 
+    def readers(self, job_id: uuid.UUID) -> int:
+        """How many readers follow the job in this process now."""
+        feed = self._feeds.get(job_id)
+        return feed.readers if feed is not None else 0
+
     async def last_id(self, job_id: uuid.UUID) -> int:
         """The id of the job's latest event (0 if none): where a new reader starts."""
         async with self.sessions() as session:
