@@ -18,6 +18,7 @@ from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_fa
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.events.hub import EventHub
+from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.messaging.amqp import Broker
 from ocr_gateway.rendering.mupdf import warm_up
@@ -43,6 +44,7 @@ class Components:
     control: DispatchControl
     consumer: ResultsConsumer
     events: EventHub
+    exports: ExportService
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -78,6 +80,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         control=control,
         consumer=ResultsConsumer(settings, sessions, broker),
         events=EventHub(settings, sessions),
+        exports=ExportService(settings, sessions, storage, render_pool),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)

@@ -11,6 +11,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from ocr_gateway.app import create_app
 from ocr_gateway.components import Components
@@ -79,7 +80,25 @@ async def clean_state(services: Components) -> AsyncIterator[None]:
     await services.dispatcher.halt()
     for job_id in services.renderer.rendering_job_ids:
         await services.renderer.cancel_render(job_id)
-    async with services.sessions.begin() as session:
-        await session.execute(text("TRUNCATE jobs, pages, dispatch_requests CASCADE"))
+    await _truncate(services)
     await services.storage.remove_all_job_dirs()
     await purge_queues(services.settings)
+
+
+TRUNCATE_TRIES = 5
+
+
+async def _truncate(services: Components) -> None:
+    """Empty the tables. A dispatcher still recording a confirm (pages, then jobs) can deadlock
+    with the TRUNCATE's locks; PostgreSQL then cancels one side, and this tries again."""
+    for attempt in range(1, TRUNCATE_TRIES + 1):
+        try:
+            async with services.sessions.begin() as session:
+                await session.execute(
+                    text("TRUNCATE jobs, pages, dispatch_requests, job_events CASCADE")
+                )
+            return
+        except DBAPIError as exc:
+            if "deadlock" not in str(exc) or attempt == TRUNCATE_TRIES:
+                raise
+            await asyncio.sleep(0.1 * attempt)

@@ -91,10 +91,8 @@ async def _cancel_mid_publish(
     statuses = await _statuses(gateway, job_id)
     assert len(published) == in_queue_at_return, "a page was published after the cancel returned"
     assert len(set(published)) == len(published), "a page was published twice"
-    late = [n for n in published if statuses[n] == "cancelled"]
-    assert not late, f"cancelled pages were published: {late[:10]}"
-    assert {statuses[n] for n in published} <= {"queued"}
-    queued = {n for n, status in statuses.items() if status == "queued"}
-    assert set(published) == queued, "every queued page, and only those, is in the queue"
-    assert set(statuses.values()) == {"queued", "cancelled"}, "no page pending or publishing"
-    assert cancelled.json()["cancelled_pages"] == PAGES - len(queued) > 0
+    # Every page not done is cancelled: those never sent, and those sent before the cancel
+    # returned (their late results are dropped); none is left pending or publishing.
+    assert set(statuses.values()) == {"cancelled"}, statuses
+    assert cancelled.json()["cancelled_pages"] == PAGES
+    assert 0 < len(published) < PAGES

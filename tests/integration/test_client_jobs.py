@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from ocr_gateway.components import Components
+from ocr_gateway.messaging.amqp import queue_depth
 from tests.support.documents import blank_pdf
 from tests.support.http import upload, wait_rendered
 from tests.support.results import done, send_result
@@ -199,6 +200,40 @@ async def test_cancel_then_cancel_again_and_a_late_result_is_dropped(
     assert {page["status"] for page in job["pages"]} == {"cancelled"}
     start = await client.post(f"/admin/start/{job_id}")
     assert start.status_code == 409, "a cancelled job has nothing to publish"
+
+
+async def test_cancel_also_cancels_pages_out_with_the_workers(
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+) -> None:
+    """Pages already published (queued) are not done: they become cancelled too, and the
+    result a worker sends for one afterwards is acked and dropped."""
+    job_id = await _rendered_job(client, pages=2)
+    assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+
+    async def all_queued() -> bool:
+        job = (await client.get(f"/jobs/{job_id}")).json()
+        return {page["status"] for page in job["pages"]} == {"queued"}
+
+    await wait_until(all_queued)
+    await send_result(channel, services.settings.results_queue, done(job_id, 1))
+
+    async def first_done() -> bool:
+        return bool((await client.get(f"/jobs/{job_id}/pages/1")).json()["status"] == "done")
+
+    await wait_until(first_done)
+    cancelled = (await client.post(f"/jobs/{job_id}/cancel")).json()
+    assert cancelled == {"job_id": job_id, "status": "cancelled", "cancelled_pages": 1}
+    await send_result(channel, services.settings.results_queue, done(job_id, 2, "too late"))
+    await wait_until(lambda: _results_queue_empty(channel, services))
+    page = (await client.get(f"/jobs/{job_id}/pages/2")).json()
+    assert page["status"] == "cancelled"
+    assert page["text"] is None
+    job = (await client.get(f"/jobs/{job_id}")).json()
+    assert (job["status"], job["completed_pages"]) == ("cancelled", 1)
+
+
+async def _results_queue_empty(channel: AbstractChannel, services: Components) -> bool:
+    return await queue_depth(channel, services.settings.results_queue) == 0
 
 
 async def test_delete_ends_the_stream_with_job_deleted(

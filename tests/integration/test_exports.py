@@ -115,7 +115,7 @@ def _latin(text: str) -> bool:
 
 
 def _exports(app: FastAPI) -> ExportService:
-    exports: ExportService = app.state.exports
+    exports: ExportService = app.state.components.exports
     return exports
 
 

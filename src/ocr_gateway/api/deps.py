@@ -14,6 +14,7 @@ from ocr_gateway.core.errors import Unauthorized
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.events.hub import EventHub
+from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.uploads.service import UploadService
 
@@ -43,6 +44,10 @@ def get_events(request: Request) -> EventHub:
     return _components(request).events
 
 
+def get_exports(request: Request) -> ExportService:
+    return _components(request).exports
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -53,6 +58,7 @@ UploadsDep = Annotated[UploadService, Depends(get_uploads)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 DispatchDep = Annotated[DispatchControl, Depends(get_dispatch_control)]
 EventsDep = Annotated[EventHub, Depends(get_events)]
+ExportsDep = Annotated[ExportService, Depends(get_exports)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="AdminApiKey")

@@ -4,35 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import Response
 
+from ocr_gateway.api.deps import ExportsDep
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
-from ocr_gateway.components import Components
 from ocr_gateway.exports.formats import MEDIA_TYPES, ExportFormat
-from ocr_gateway.exports.service import ExportService
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-
-def get_exports(request: Request) -> ExportService:
-    """The app's one ExportService (its builds in flight are shared by every request), made
-    from the components on first use."""
-    exports: ExportService | None = getattr(request.app.state, "exports", None)
-    if exports is None:
-        components: Components = request.app.state.components
-        exports = ExportService(
-            components.settings,
-            components.sessions,
-            components.storage,
-            components.renderer.render_pool,
-        )
-        request.app.state.exports = exports
-    return exports
-
-
-ExportsDep = Annotated[ExportService, Depends(get_exports)]
+# A file in the answer: generated clients read it as bytes (text as a string, json as an object).
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+RESULT_SCHEMAS = {
+    ExportFormat.TXT: {"schema": {"type": "string"}},
+    ExportFormat.JSON: {"schema": {"type": "object"}},
+    ExportFormat.ZIP: BINARY,
+    ExportFormat.PDF: BINARY,
+}
 
 
 def _download(job_id: object, fmt: ExportFormat) -> dict[str, str]:
@@ -46,7 +35,7 @@ def _download(job_id: object, fmt: ExportFormat) -> dict[str, str]:
     responses={
         200: {
             "description": "The result in the format asked for",
-            "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+            "content": {MEDIA_TYPES[fmt]: spec for fmt, spec in RESULT_SCHEMAS.items()},
         },
         **errors(404, 409, 422, 503),
     },
@@ -81,7 +70,7 @@ async def get_job_result(
     operation_id="get_job_page_image",
     response_class=FileResponse,
     responses={
-        200: {"description": "The page's PNG", "content": {"image/png": {}}},
+        200: {"description": "The page's PNG", "content": {"image/png": BINARY}},
         **errors(404, 422),
     },
 )

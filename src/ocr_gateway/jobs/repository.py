@@ -200,11 +200,15 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> None:
     )
 
 
-async def cancel_pending_pages(session: AsyncSession, job_id: uuid.UUID) -> int:
-    """Pending pages of the job become cancelled: no claim can take them any more."""
+async def cancel_unfinished_pages(session: AsyncSession, job_id: uuid.UUID) -> int:
+    """The job's pages that are waiting (pending) or out with the workers (queued) become
+    cancelled: no claim takes them any more, and a late result for one is dropped. Pages being
+    published are left to their publish, which settles them first."""
     result = await session.execute(
         update(Page)
-        .where(Page.job_id == job_id, Page.status == PageStatus.PENDING)
+        .where(
+            Page.job_id == job_id, Page.status.in_((PageStatus.PENDING, PageStatus.QUEUED))
+        )
         .values(status=PageStatus.CANCELLED, lease_until=None, updated_at=func.now())
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -99,9 +99,10 @@ class JobService:
         return page
 
     async def cancel(self, job_id: uuid.UUID) -> CancelOutcome:
-        """Cancel what is left of the job: its pending pages are never published, and when this
-        returns no page of it is being published either (in-flight publishes have settled;
-        pages they gave back are cancelled too). A finished job is left as it is."""
+        """Cancel what is left of the job: its pages not done become cancelled (pending ones are
+        never published, late results for queued ones are dropped), and when this returns no
+        page of it is being published either (in-flight publishes have settled, and the pages
+        they settled are cancelled too). A finished job is left as it is."""
         async with self.sessions.begin() as session:
             job = await repo.lock_job(session, job_id)
             if job is None:
@@ -109,7 +110,7 @@ class JobService:
             if JobStatus(job.status).finished:
                 cancelled = await repo.count_pages(session, job_id, PageStatus.CANCELLED)
                 return CancelOutcome(job, cancelled)
-            await repo.cancel_pending_pages(session, job_id)
+            await repo.cancel_unfinished_pages(session, job_id)
             await repo.cancel_job(session, job_id)
             await events_repo.record_event(session, job_id, EventType.JOB_CANCELLED)
         await self.renderer.cancel_render(job_id)
@@ -135,7 +136,7 @@ class JobService:
                 # and a claim the cancel had to wait for is seen by the second count. No claim
                 # takes a page of a cancelled job (`dispatch.repository.claim_pages`).
                 publishing = await repo.count_pages(session, job_id, PageStatus.PUBLISHING)
-                await repo.cancel_pending_pages(session, job_id)
+                await repo.cancel_unfinished_pages(session, job_id)
                 publishing += await repo.count_pages(session, job_id, PageStatus.PUBLISHING)
             if publishing == 0:
                 return
