@@ -41,16 +41,17 @@ from bench.harness.profiles import CpuWatch, Profiler
 from bench.harness.report import machine, report, table, versions
 from bench.harness.rows import SECTION_ROWS, make_rows
 from bench.harness.service import Service
-from bench.sections import admin, events, flow, publish, render, scale, upload
+from bench.sections import admin, events, exports, flow, publish, render, scale, upload
 
 
 async def main_async(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.runs)
-    wanted = {int(s) for s in args.only.split(",")} if args.only else {1, 2, 3, 4, 5, 6, 7, 8}
+    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 10))
     if 5 in wanted:
         wanted.add(4)
     ctx = Context(plan, args.keep)
     rows = make_rows(plan, ctx.workers, ctx.dpi, ctx.gray, ctx.niceness)
+    rows.update(exports.export_rows(exports.export_pages(plan.quick)))
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -112,13 +113,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
             finally:
                 await default_svc.stop()
-        if 8 in wanted:
-            events_svc = Service(ctx, "events", {})
-            await events_svc.start()
+        if wanted & {8, 9}:
+            client_svc = Service(ctx, "clients", {})
+            await client_svc.start()
             try:
-                await guarded(8, events_svc, lambda: events.run(ctx, events_svc, rows, prof))
+                await guarded(8, client_svc, lambda: events.run(ctx, client_svc, rows, prof))
+                await guarded(9, client_svc, lambda: exports.run(ctx, client_svc, rows))
             finally:
-                await events_svc.stop()
+                await client_svc.stop()
     except Exception as exc:
         failures += 1
         traceback.print_exc()
@@ -173,8 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/<id> (logs, profiles)")
     args = parser.parse_args(argv)
-    if args.only and not re.fullmatch(r"[1-8](,[1-8])*", args.only):
-        parser.error("--only takes section numbers 1-8, comma-separated")
+    if args.only and not re.fullmatch(r"[1-9](,[1-9])*", args.only):
+        parser.error("--only takes section numbers 1-9, comma-separated")
     if args.runs is not None and not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     return args

@@ -177,6 +177,7 @@ SECTION_ROWS = {
     6: ("6a", "6b", "6c", "6d", "6e"),
     7: ("7a", "7b", "7c"),
     8: ("8a", "8b", "8c", "8d", "8e", "8f"),
+    9: ("9a", "9b", "9c", "9d", "9e"),  # rows made by bench.sections.exports
 }
 
 
