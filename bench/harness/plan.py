@@ -54,7 +54,8 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
             upload_clients=4,
             uploads_per_client=2,
             idle_uploads=2,
-            admin_pages=200,
+            # Enough that publishing lasts a few seconds, so a stop lands mid-way even here.
+            admin_pages=2000,
             idle_sample_s=1.0,
             flow_pages=150,
             flow_high_water=30,
