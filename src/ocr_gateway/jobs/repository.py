@@ -206,9 +206,7 @@ async def cancel_unfinished_pages(session: AsyncSession, job_id: uuid.UUID) -> i
     published are left to their publish, which settles them first."""
     result = await session.execute(
         update(Page)
-        .where(
-            Page.job_id == job_id, Page.status.in_((PageStatus.PENDING, PageStatus.QUEUED))
-        )
+        .where(Page.job_id == job_id, Page.status.in_((PageStatus.PENDING, PageStatus.QUEUED)))
         .values(status=PageStatus.CANCELLED, lease_until=None, updated_at=func.now())
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
