@@ -34,13 +34,13 @@ fuzz: install
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -s tests/integration/test_mutation_fuzz.py
 
 lint: install
-	$(BIN)/ruff check src tests alembic bench
-	$(BIN)/ruff format --check src tests alembic bench
+	$(BIN)/ruff check src tests alembic bench clients/python
+	$(BIN)/ruff format --check src tests alembic bench clients/python
 	$(BIN)/mypy src tests bench clients/python/src
 
 format: install
-	$(BIN)/ruff check --fix src tests alembic bench
-	$(BIN)/ruff format src tests alembic bench
+	$(BIN)/ruff check --fix src tests alembic bench clients/python
+	$(BIN)/ruff format src tests alembic bench clients/python
 
 bench: install bench-peer
 	$(BIN)/python -m bench.run
