@@ -13,6 +13,9 @@ writes its bytes.
 the one past `max_files` as soon as its headers end), and each file streams through a
 `FileSink` of its own to its own temp file, held to the same per-file cap. A refusal that is
 about one file carries its `index`; on any error every file of the batch is removed.
+
+The module is longer than the others (about 490 lines) on purpose: both spoolers are built from
+the same parser pieces, and each piece is small and tested alone (tests/unit/test_spool*.py).
 """
 
 from __future__ import annotations
