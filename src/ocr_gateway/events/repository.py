@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import JobEvent, PageStatus
+from ocr_gateway.db.models import JobEvent, JobStatus, PageStatus
 from ocr_gateway.events.types import EventType, JobEventOut
 
 NOTIFY_CHANNEL = "ocr_gateway_events"
@@ -34,8 +34,12 @@ async def record_event(
                        'completed_pages', j.completed_pages,
                        'failed_pages', j.failed_pages,
                        'cancelled_pages',
-                       (SELECT count(*) FROM pages p
-                         WHERE p.job_id = j.job_id AND p.status = {PageStatus.CANCELLED.sql}))
+                       -- Pages are cancelled only with their job: no page scan per result.
+                       CASE WHEN j.status = {JobStatus.CANCELLED.sql}
+                            THEN (SELECT count(*) FROM pages p
+                                   WHERE p.job_id = j.job_id
+                                     AND p.status = {PageStatus.CANCELLED.sql})
+                            ELSE 0 END)
               FROM jobs j WHERE j.job_id = :job_id
             """
         ),
