@@ -25,6 +25,7 @@ from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.results.consumer import ResultsConsumer
+from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.uploads.service import UploadService
 
 MAINTENANCE_INTERVAL_S = 10.0
@@ -45,6 +46,7 @@ class Components:
     consumer: ResultsConsumer
     events: EventHub
     exports: ExportService
+    keys: KeyRing
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -81,6 +83,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         consumer=ResultsConsumer(settings, sessions, broker),
         events=EventHub(settings, sessions),
         exports=ExportService(settings, sessions, storage, render_pool),
+        keys=KeyRing(settings, sessions),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)

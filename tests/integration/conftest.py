@@ -95,7 +95,18 @@ async def _truncate(services: Components) -> None:
         try:
             async with services.sessions.begin() as session:
                 await session.execute(
-                    text("TRUNCATE jobs, pages, dispatch_requests, job_events CASCADE")
+                    text(
+                        "TRUNCATE jobs, pages, dispatch_requests, job_events,"
+                        " webhook_deliveries, api_keys CASCADE"
+                    )
+                )
+                await session.execute(text("DELETE FROM tenants WHERE name <> 'default'"))
+                await session.execute(
+                    text(
+                        "UPDATE tenants SET weight = 1, max_pending_pages = NULL,"
+                        " uploads_per_minute = NULL, max_stored_bytes = NULL,"
+                        " callback_url = NULL, callback_events = 'job'"
+                    )
                 )
             return
         except DBAPIError as exc:

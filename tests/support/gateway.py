@@ -134,14 +134,19 @@ async def isolated_gateway(
 
 
 async def seed_pages(
-    target: Gateway | tuple[Storage, SessionFactory], jobs: int, pages: int
+    target: Gateway | tuple[Storage, SessionFactory],
+    jobs: int,
+    pages: int,
+    *,
+    tenant: str = "default",
 ) -> list[uuid.UUID]:
-    """Insert rendered jobs directly (one tiny PNG copied per page): for dispatch tests where
-    rendering is not the point and thousands of pages are needed quickly."""
+    """Insert rendered jobs of `tenant` directly (one tiny PNG copied per page): for dispatch
+    tests where rendering is not the point and thousands of pages are needed quickly."""
     from PIL import Image
 
     from ocr_gateway.jobs import repository as jobs_repo
     from ocr_gateway.rendering import repository as repo
+    from ocr_gateway.tenants import repository as tenants_repo
 
     if isinstance(target, Gateway):
         storage, sessions = target.services.storage, target.services.sessions
@@ -156,9 +161,11 @@ async def seed_pages(
         for number in range(1, pages + 1):
             storage.page_path(job_id, number).write_bytes(buffer.getvalue())
         async with sessions.begin() as session:
+            await tenants_repo.ensure_tenant(session, tenant)
             await jobs_repo.create_job(
                 session,
                 job_id=job_id,
+                tenant=tenant,
                 filename="seeded.pdf",
                 media_type="application/pdf",
                 total_page_number=pages,

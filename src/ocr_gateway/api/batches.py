@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 
-from ocr_gateway.api.deps import UploadsDep
+from ocr_gateway.api.deps import CallerDep, UploadsDep
 from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors
 from ocr_gateway.api.schemas import BatchAccepted, UploadAccepted
 
@@ -41,7 +41,7 @@ def _files_body() -> dict[str, Any]:
     responses=errors(*UPLOAD_ERRORS),
     openapi_extra=_files_body(),
 )
-async def submit_jobs(uploads: UploadsDep, request: Request) -> BatchAccepted:
+async def submit_jobs(uploads: UploadsDep, caller: CallerDep, request: Request) -> BatchAccepted:
     """Submit a batch of files; each becomes a job whose pages are rendered in the background.
 
     A refusal of any file keeps none of them, and its JSON answer names the file's `index`.
@@ -50,6 +50,7 @@ async def submit_jobs(uploads: UploadsDep, request: Request) -> BatchAccepted:
         request.stream(),
         request.headers.get("content-type"),
         request.headers.get("content-length"),
+        caller,
     )
     return BatchAccepted(
         jobs=[

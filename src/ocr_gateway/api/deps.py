@@ -6,16 +6,18 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ocr_gateway.components import Components
-from ocr_gateway.core.errors import Unauthorized
+from ocr_gateway.core.errors import Forbidden, Unauthorized
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
+from ocr_gateway.tenants.access import Caller, check_tenant_name
+from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.uploads.service import UploadService
 
 
@@ -48,6 +50,10 @@ def get_exports(request: Request) -> ExportService:
     return _components(request).exports
 
 
+def get_keys(request: Request) -> KeyRing:
+    return _components(request).keys
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -60,17 +66,67 @@ DispatchDep = Annotated[DispatchControl, Depends(get_dispatch_control)]
 EventsDep = Annotated[EventHub, Depends(get_events)]
 ExportsDep = Annotated[ExportService, Depends(get_exports)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
+KeysDep = Annotated[KeyRing, Depends(get_keys)]
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="AdminApiKey")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+_bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
+ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
 
-def require_admin_key(
-    settings: SettingsDep, api_key: Annotated[str | None, Security(_api_key_header)]
-) -> None:
-    """Admin routes need `X-API-Key` when `OCR_GATEWAY_ADMIN_API_KEY` is set (constant time)."""
+def _presented_key(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str:
+    """The key a request carries, from `Authorization: Bearer` or `X-API-Key`; "" if none."""
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    return api_key or ""
+
+
+def _is_admin_key(settings: Settings, key: str) -> bool:
     expected = settings.admin_api_key
-    if expected is None:
+    return expected is not None and secrets.compare_digest(
+        key.encode(), expected.get_secret_value().encode()
+    )
+
+
+def require_admin_key(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep) -> None:
+    """Admin routes need the operator's key (`X-API-Key` or `Authorization: Bearer`) when
+    `OCR_GATEWAY_ADMIN_API_KEY` is set; a client's key never opens them."""
+    if settings.admin_api_key is None:
         return
-    given = (api_key or "").encode()
-    if not secrets.compare_digest(given, expected.get_secret_value().encode()):
-        raise Unauthorized("a valid X-API-Key header is required")
+    if not _is_admin_key(settings, _presented_key(api_key, bearer)):
+        raise Unauthorized("the operator's API key is required (X-API-Key)")
+
+
+async def get_caller(
+    settings: SettingsDep,
+    keys: KeysDep,
+    api_key: ApiKeyHeaderDep,
+    bearer: BearerDep,
+    x_tenant_id: Annotated[
+        str | None,
+        Header(description="The tenant to act for; with an API key, it must be the key's own."),
+    ] = None,
+) -> Caller:
+    """The tenant a client route acts for (README, "Running it for many clients").
+
+    `client_auth=off`: the `X-Tenant-Id` header, or `default`. `api_key`: the key's tenant
+    (401 without a valid key, 403 when `X-Tenant-Id` names another). The operator's key works
+    on client routes too and sees every tenant, or the one `X-Tenant-Id` names.
+    """
+    named = check_tenant_name(x_tenant_id) if x_tenant_id is not None else None
+    key = _presented_key(api_key, bearer)
+    if key and _is_admin_key(settings, key):
+        return Caller(tenant=named, sees_all=False) if named else Caller(sees_all=True)
+    if settings.client_auth == "off":
+        return Caller(tenant=named) if named else Caller()
+    tenant = await keys.authenticate(key) if key else None
+    if tenant is None:
+        raise Unauthorized(
+            "a valid API key is required (Authorization: Bearer <key>, or X-API-Key)"
+        )
+    if named is not None and named != tenant:
+        raise Forbidden(f"this key belongs to another tenant than {named!r}")
+    return Caller(tenant=tenant)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

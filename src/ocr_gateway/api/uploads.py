@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from ocr_gateway.api.deps import UploadsDep
+from ocr_gateway.api.deps import CallerDep, UploadsDep
 from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors, multipart_body
 from ocr_gateway.api.schemas import UploadAccepted
+from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
 from ocr_gateway.uploads.service import UploadService
 
@@ -14,13 +15,14 @@ router = APIRouter(tags=["uploads"], responses=errors(*UPLOAD_ERRORS))
 
 
 async def _accept(
-    uploads: UploadService, request: Request, accepted: frozenset[MediaType]
+    uploads: UploadService, caller: Caller, request: Request, accepted: frozenset[MediaType]
 ) -> UploadAccepted:
     upload = await uploads.accept_upload(
         request.stream(),
         request.headers.get("content-type"),
         request.headers.get("content-length"),
         accepted,
+        caller,
     )
     return UploadAccepted(
         job_id=upload.job_id,
@@ -37,9 +39,9 @@ async def _accept(
     response_model=UploadAccepted,
     openapi_extra=multipart_body("A PDF document"),
 )
-async def upload_pdf(uploads: UploadsDep, request: Request) -> UploadAccepted:
+async def upload_pdf(uploads: UploadsDep, caller: CallerDep, request: Request) -> UploadAccepted:
     """Upload a PDF; its pages are rendered to PNG in the background."""
-    return await _accept(uploads, request, PDF_TYPES)
+    return await _accept(uploads, caller, request, PDF_TYPES)
 
 
 @router.post(
@@ -49,6 +51,6 @@ async def upload_pdf(uploads: UploadsDep, request: Request) -> UploadAccepted:
     response_model=UploadAccepted,
     openapi_extra=multipart_body("A PNG, JPEG, TIFF (multi-page too), BMP or WebP image"),
 )
-async def upload_image(uploads: UploadsDep, request: Request) -> UploadAccepted:
+async def upload_image(uploads: UploadsDep, caller: CallerDep, request: Request) -> UploadAccepted:
     """Upload an image; each frame becomes one page."""
-    return await _accept(uploads, request, IMAGE_TYPES)
+    return await _accept(uploads, caller, request, IMAGE_TYPES)

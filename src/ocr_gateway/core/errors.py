@@ -104,10 +104,42 @@ class Conflict(GatewayError):
 
 
 class Unauthorized(GatewayError):
-    """The admin API key is missing or wrong."""
+    """The API key is missing, unknown or revoked (a client key on an admin route too)."""
 
     status_code = 401
     kind = "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = "Bearer"
+
+
+class Forbidden(GatewayError):
+    """The key is valid, but the request names another tenant (`X-Tenant-Id`)."""
+
+    status_code = 403
+    kind = "forbidden"
+
+
+class InvalidField(GatewayError):
+    """A header or form field is malformed: a tenant name, a callback URL (an SSRF refusal
+    included), a callback event set."""
+
+    status_code = 422
+    kind = "invalid_field"
+
+
+class QuotaExceeded(GatewayError):
+    """A tenant's limit would be exceeded; `limit` names it, `Retry-After` says when to retry."""
+
+    status_code = 429
+    kind = "quota_exceeded"
+
+    def __init__(self, detail: str, *, limit: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.headers["Retry-After"] = str(max(1, retry_after_s))
+        self.add_fields(limit=limit)
 
 
 class ServiceUnavailable(GatewayError):

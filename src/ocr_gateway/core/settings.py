@@ -40,6 +40,27 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
 
+    # Clients and tenants (README, "Running it for many clients")
+    # off: the tenant is the X-Tenant-Id header (or `default`); api_key: a key decides it.
+    client_auth: Literal["off", "api_key"] = "off"
+    # Off the loopback, `client_auth=off` is refused at start unless this says it is meant.
+    allow_open_clients: bool = False
+    # How long an API process trusts a key it has checked: a revoke takes effect within it.
+    api_key_cache_s: float = Field(default=2.0, ge=0, le=5)
+    # Limits per tenant; a tenant's own value in the database overrides each.
+    tenant_max_pending_pages: int = Field(default=100_000, gt=0)
+    tenant_uploads_per_minute: int = Field(default=600, gt=0)
+    tenant_max_stored_bytes: int = Field(default=100 * 1024**3, gt=0)
+
+    # Webhooks
+    webhook_max_attempts: int = Field(default=8, gt=0)
+    # The first retry's delay; each later one doubles it (15 s → 8 attempts over ~32 min).
+    webhook_retry_base_s: float = Field(default=15.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=32, gt=0)
+    # Hosts exempt from the private-address guard: names, addresses or CIDR ranges.
+    webhook_allow_hosts: str = ""
+
     # Uploads and rendering
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_files_per_request: int = Field(default=32, gt=0)

@@ -1,4 +1,5 @@
-"""Tables `jobs`, `pages` and `dispatch_requests`, and the status enums with their transitions.
+"""Tables `tenants`, `api_keys`, `jobs`, `pages`, `job_events`, `webhook_deliveries` and the
+dispatch tables, and the status enums with their transitions.
 
 Every status word is a member of `JobStatus` or `PageStatus`; code never spells one out. SQL
 text quotes them with `.sql` and `sql_status` (enum constants, never client input), and a CHECK
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -86,14 +88,93 @@ JOBS_STATUS_CHECK = "ck_jobs_status"
 PAGES_STATUS_CHECK = "ck_pages_status"
 
 
+class DeliveryStatus(SqlStatus):
+    """A webhook delivery: pending (due at `next_attempt_at`) → delivered | failed (gave up)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class CallbackEvents(enum.StrEnum):
+    """Which events a job's callback receives: its end only, or each page's as well."""
+
+    JOB = "job"
+    PAGE = "page"
+
+
+DEFAULT_TENANT = "default"
+# A tenant's name: it appears in headers, URLs and logs, so it is short and plain.
+TENANT_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+DELIVERIES_STATUS_CHECK = "ck_webhook_deliveries_status"
+CALLBACK_EVENTS_CHECK = "callback_events IN (" + ", ".join(f"'{e}'" for e in CallbackEvents) + ")"
+
+
 class Base(DeclarativeBase):
     pass
+
+
+class Tenant(Base):
+    """A client organisation: its jobs, keys, limits, dispatch weight and webhook secret.
+
+    A limit left NULL takes the default from settings (`OCR_GATEWAY_TENANT_*`).
+    """
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_pending_pages: Mapped[int | None] = mapped_column(Integer)
+    uploads_per_minute: Mapped[int | None] = mapped_column(Integer)
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Shown once, when the tenant is created or the secret rotated; HMAC needs it in the clear.
+    webhook_secret: Mapped[str] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_events: Mapped[str] = mapped_column(
+        String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"name ~ '{TENANT_NAME_PATTERN}'", name="ck_tenants_name"),
+        CheckConstraint("weight > 0", name="ck_tenants_weight"),
+        CheckConstraint(CALLBACK_EVENTS_CHECK, name="ck_tenants_callback_events"),
+    )
+
+
+class ApiKey(Base):
+    """A client's key. Only the SHA-256 of its secret part is kept (the key is random, so a
+    slow hash would add nothing but latency to every request)."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(
+        String(64), ForeignKey("tenants.name", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(Text)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):
     __tablename__ = "jobs"
 
     job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("tenants.name"),
+        default=DEFAULT_TENANT,
+        server_default=DEFAULT_TENANT,
+    )
     filename: Mapped[str] = mapped_column(Text)
     media_type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
@@ -107,6 +188,12 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     render_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     render_lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Bytes of this job under files/ (its page PNGs), for the tenant's storage quota.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_events: Mapped[str] = mapped_column(
+        String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
+    )
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -115,6 +202,7 @@ class Job(Base):
     )
 
     __table_args__ = (
+        Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
         Index(
             "ix_jobs_open_created",
             sql("created_at DESC"),
@@ -123,6 +211,7 @@ class Job(Base):
         ),
         Index("ix_jobs_created", sql("created_at DESC"), sql("job_id DESC")),
         status_check(JobStatus, JOBS_STATUS_CHECK),
+        CheckConstraint(CALLBACK_EVENTS_CHECK, name="ck_jobs_callback_events"),
     )
 
 
@@ -132,6 +221,11 @@ class Page(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("jobs.job_id", ondelete="CASCADE")
+    )
+    # The job's tenant, copied here so that a fair claim reads each tenant's oldest pending
+    # pages straight from an index (`ix_pages_tenant_pending`).
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
     )
     page_number: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
@@ -152,6 +246,12 @@ class Page(Base):
         UniqueConstraint("job_id", "page_number", name="uq_pages_job_page"),
         Index(
             "ix_pages_pending",
+            "id",
+            postgresql_where=sql(f"status = {PageStatus.PENDING.sql}"),
+        ),
+        Index(
+            "ix_pages_tenant_pending",
+            "tenant",
             "id",
             postgresql_where=sql(f"status = {PageStatus.PENDING.sql}"),
         ),
@@ -184,6 +284,44 @@ class JobEvent(Base):
     )
 
     __table_args__ = (Index("ix_job_events_job_id", "job_id", "id"),)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one webhook to send, written in the same transaction as the event it tells
+    of. Its body and `webhook_id` are fixed at that moment, so every retry is the same message."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    event_type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=sql(f"status = {DeliveryStatus.PENDING.sql}"),
+        ),
+        Index("ix_webhook_deliveries_status", "status", "id"),
+        status_check(DeliveryStatus, DELIVERIES_STATUS_CHECK),
+    )
 
 
 class DispatchState(Base):

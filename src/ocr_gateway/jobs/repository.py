@@ -12,22 +12,28 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus, sql_status
+from ocr_gateway.db.models import CallbackEvents, Job, JobStatus, Page, PageStatus, sql_status
 
 
 async def create_job(
     session: AsyncSession,
     *,
     job_id: uuid.UUID,
+    tenant: str,
     filename: str,
     media_type: str,
     total_page_number: int,
     render_lease_s: float,
+    callback_url: str | None = None,
+    callback_events: CallbackEvents = CallbackEvents.JOB,
 ) -> None:
     """Insert a pending job whose rendering this process owns for `render_lease_s`."""
     await session.execute(
         insert(Job).values(
             job_id=job_id,
+            tenant=tenant,
+            callback_url=callback_url,
+            callback_events=callback_events,
             filename=filename,
             media_type=media_type,
             total_page_number=total_page_number,

@@ -85,16 +85,26 @@ async def record_rendered_pages(
     Pages rendered for a cancelled job (its render ran in another process) are recorded as
     cancelled, so that nothing ever publishes them.
     """
-    status = await session.scalar(select(Job.status).where(Job.job_id == job_id).with_for_update())
-    if status is None:
+    job = (
+        await session.execute(
+            select(Job.status, Job.tenant).where(Job.job_id == job_id).with_for_update()
+        )
+    ).first()
+    if job is None:
         return False
-    page_status = PageStatus.CANCELLED if status == JobStatus.CANCELLED else PageStatus.PENDING
+    page_status = PageStatus.CANCELLED if job.status == JobStatus.CANCELLED else PageStatus.PENDING
     if pages:
         await session.execute(
             pg_insert(Page)
             .values(
                 [
-                    {"job_id": job_id, "page_number": n, "path": path, "status": page_status}
+                    {
+                        "job_id": job_id,
+                        "tenant": job.tenant,
+                        "page_number": n,
+                        "path": path,
+                        "status": page_status,
+                    }
                     for n, path in pages
                 ]
             )

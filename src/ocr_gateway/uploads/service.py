@@ -19,6 +19,7 @@ from ocr_gateway.core.errors import (
     BadUpload,
     DocumentTooLarge,
     GatewayError,
+    InvalidField,
     PageTooLarge,
     ServiceUnavailable,
     TooManyPages,
@@ -32,13 +33,17 @@ from ocr_gateway.core.process_pool import (
 )
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.db.models import CallbackEvents
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering.inspection import Inspection, Limits, inspect_document
 from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.tenants import repository as tenants_repo
+from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
-from ocr_gateway.uploads.spool import SpooledUpload, spool_files, spool_upload
+from ocr_gateway.uploads.spool import SpooledUpload, TextFields, spool_files, spool_upload
+from ocr_gateway.webhooks.guard import check_callback_url
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,19 @@ PROBE_TIMEOUT_S = 30.0
 RETRY_AFTER_S = 5
 # A batch takes PDFs and images alike; each file becomes a job of its own.
 BATCH_TYPES = PDF_TYPES | IMAGE_TYPES
+# The form fields an upload may carry beside its file(s).
+CALLBACK_URL_FIELD = "callback_url"
+CALLBACK_EVENTS_FIELD = "callback_events"
+UPLOAD_TEXT_FIELDS = frozenset({CALLBACK_URL_FIELD, CALLBACK_EVENTS_FIELD})
+
+
+@dataclass(frozen=True, slots=True)
+class JobOwner:
+    """Whose the new jobs are, and where their webhooks go (None: the tenant's default)."""
+
+    tenant: str
+    callback_url: str | None = None
+    callback_events: CallbackEvents = CallbackEvents.JOB
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +107,16 @@ class UploadService:
         content_type: str | None,
         content_length: str | None,
         accepted: frozenset[MediaType],
+        caller: Caller,
     ) -> AcceptedUpload:
-        """Spool, inspect and record an upload, then render it in the background.
+        """Spool, inspect and record an upload for `caller`'s tenant, then render it in the
+        background.
 
         A refused upload raises a GatewayError and leaves no file and no row behind.
         """
         job_id = uuid.uuid4()
         temp_path = self.storage.temp_path(job_id)
+        texts = TextFields(UPLOAD_TEXT_FIELDS)
         upload = await spool_upload(
             body,
             content_type,
@@ -103,17 +124,23 @@ class UploadService:
             temp_path,
             max_bytes=self.settings.max_upload_bytes,
             accepted=accepted,
+            texts=texts,
         )
         try:
+            owner = await self._owner(caller, texts)
             inspection = await self._inspect(str(temp_path), upload.media_type)
-            await self._record([(job_id, upload, inspection)])
+            await self._record([(job_id, upload, inspection)], owner)
         except BaseException:
             await self.storage.remove_file(temp_path)
             raise
         return self._hand_on(job_id, upload, inspection)
 
     async def accept_batch(
-        self, body: AsyncIterator[bytes], content_type: str | None, content_length: str | None
+        self,
+        body: AsyncIterator[bytes],
+        content_type: str | None,
+        content_length: str | None,
+        caller: Caller,
     ) -> list[AcceptedUpload]:
         """Spool, inspect and record every `files` part of a batch, in the order sent, then
         render each in the background.
@@ -128,6 +155,7 @@ class UploadService:
             job_ids.append(uuid.uuid4())
             return self.storage.temp_path(job_ids[index])
 
+        texts = TextFields(UPLOAD_TEXT_FIELDS)
         uploads = await spool_files(
             body,
             content_type,
@@ -136,11 +164,13 @@ class UploadService:
             max_bytes=self.settings.max_upload_bytes,
             max_files=self.settings.max_files_per_request,
             accepted=BATCH_TYPES,
+            texts=texts,
         )
         try:
+            owner = await self._owner(caller, texts)
             inspections = await self._inspect_batch(uploads)
             batch = list(zip(job_ids, uploads, inspections, strict=True))
-            await self._record(batch)
+            await self._record(batch, owner)
         except BaseException:
             for upload in uploads:
                 await self.storage.remove_file(upload.path)
@@ -183,17 +213,34 @@ class UploadService:
             inspections.append(outcome)
         return inspections
 
-    async def _record(self, jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]]) -> None:
+    async def _owner(self, caller: Caller, texts: TextFields) -> JobOwner:
+        """The new jobs' tenant and callback, from the caller and the upload's form fields."""
+        url = texts.values.get(CALLBACK_URL_FIELD) or None
+        events = texts.values.get(CALLBACK_EVENTS_FIELD) or CallbackEvents.JOB.value
+        if events not in set(CallbackEvents):
+            wanted = " or ".join(f"'{e}'" for e in CallbackEvents)
+            raise InvalidField(f"callback_events must be {wanted}")
+        if url is not None:
+            url = await check_callback_url(url, self.settings)
+        return JobOwner(caller.tenant, url, CallbackEvents(events))
+
+    async def _record(
+        self, jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]], owner: JobOwner
+    ) -> None:
         """Insert the jobs (`pending`) in one transaction: all of them or none."""
         async with self.sessions.begin() as session:
+            await tenants_repo.ensure_tenant(session, owner.tenant)
             for job_id, upload, inspection in jobs:
                 await jobs_repo.create_job(
                     session,
                     job_id=job_id,
+                    tenant=owner.tenant,
                     filename=upload.filename,
                     media_type=upload.media_type,
                     total_page_number=inspection.page_count,
                     render_lease_s=self.settings.render_lease_s,
+                    callback_url=owner.callback_url,
+                    callback_events=owner.callback_events,
                 )
 
     def _hand_on(

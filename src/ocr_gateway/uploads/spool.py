@@ -9,12 +9,14 @@ Content-Type, `SizeLimits` holds every byte limit, `MultipartEvents` turns the p
 callbacks into events, `FileField` picks the `file` part out of them, and `FileSink` types and
 writes its bytes.
 
+`TextFields` collects the small text parts beside the file (`callback_url`, `callback_events`).
+
 `spool_files` does the same for a batch: `FileFields` numbers every `files` part (refusing
 the one past `max_files` as soon as its headers end), and each file streams through a
 `FileSink` of its own to its own temp file, held to the same per-file cap. A refusal that is
 about one file carries its `index`; on any error every file of the batch is removed.
 
-The module is longer than the others (about 490 lines) on purpose: both spoolers are built from
+The module is longer than the others (about 530 lines) on purpose: both spoolers are built from
 the same parser pieces, and each piece is small and tested alone (tests/unit/test_spool*.py).
 """
 
@@ -225,6 +227,41 @@ class FileField:
         return None
 
 
+# A text field (a callback URL, an option) is small; a longer one is refused, not truncated.
+MAX_TEXT_FIELD_BYTES = 4096
+
+
+class TextFields:
+    """Collects the small text parts named in `names` (e.g. `callback_url`), wherever they
+    come in the body; the first of each name counts. Parts with other names are ignored."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        self.values: dict[str, str] = {}
+        self._current: str | None = None
+        self._buffer = bytearray()
+
+    def accept(self, event: PartEvent) -> None:
+        if isinstance(event, PartStarted):
+            name, _ = _part_names(event.disposition)
+            self._current = name if name in self.names and name not in self.values else None
+            self._buffer.clear()
+        elif self._current is None:
+            return
+        elif isinstance(event, PartData):
+            self._buffer += event.data
+            if len(self._buffer) > MAX_TEXT_FIELD_BYTES:
+                raise MalformedRequest(
+                    f"the '{self._current}' field is over {MAX_TEXT_FIELD_BYTES} bytes"
+                )
+        else:
+            try:
+                self.values[self._current] = self._buffer.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MalformedRequest(f"the '{self._current}' field is not UTF-8") from exc
+            self._current = None
+
+
 @dataclass(frozen=True, slots=True)
 class FileOpened:
     """The headers of file `index` are complete."""
@@ -346,8 +383,10 @@ async def spool_upload(
     *,
     max_bytes: int,
     accepted: frozenset[MediaType],
+    texts: TextFields | None = None,
 ) -> SpooledUpload:
     """Write the `file` part of a multipart body to `destination`; raise a GatewayError if bad.
+    The text parts that `texts` asks for are collected into it.
 
     On any error the partial file is removed before the error propagates.
     """
@@ -356,7 +395,9 @@ async def spool_upload(
     limits.check_declared(content_length)
     sink = FileSink(destination, accepted)
     try:
-        filename = await _receive(body, MultipartEvents(boundary), sink, limits)
+        filename = await _receive(
+            body, MultipartEvents(boundary), sink, limits, texts or TextFields(frozenset())
+        )
         media_type = await sink.finish()
         return SpooledUpload(destination, filename, media_type, limits.file_bytes)
     except BaseException:
@@ -367,13 +408,18 @@ async def spool_upload(
 
 
 async def _receive(
-    body: AsyncIterator[bytes], parts: MultipartEvents, sink: FileSink, limits: SizeLimits
+    body: AsyncIterator[bytes],
+    parts: MultipartEvents,
+    sink: FileSink,
+    limits: SizeLimits,
+    texts: TextFields,
 ) -> str:
     """Parse the whole body, passing the file's bytes to `sink`; return the file's name."""
     field = FileField()
     async for chunk in body:
         limits.count_body(len(chunk))
         for event in parts.feed(chunk):
+            texts.accept(event)
             data = field.accept(event)
             if data is not None:
                 limits.count_file(len(data))
@@ -396,6 +442,7 @@ async def spool_files(
     max_bytes: int,
     max_files: int,
     accepted: frozenset[MediaType],
+    texts: TextFields | None = None,
 ) -> list[SpooledUpload]:
     """Write every `files` part of a multipart body to `destination(index)`, in body order.
 
@@ -406,7 +453,7 @@ async def spool_files(
     boundary = parse_boundary(content_type, FILES_FIELD)
     limits = SizeLimits(max_bytes, max_files=max_files)
     limits.check_declared(content_length)
-    batch = _BatchSinks(destination, accepted, limits)
+    batch = _BatchSinks(destination, accepted, limits, texts or TextFields(frozenset()))
     try:
         await batch.receive(body, MultipartEvents(boundary), FileFields(FILES_FIELD, max_files))
         return batch.spooled
@@ -419,11 +466,16 @@ class _BatchSinks:
     """The files of one batch: the finished ones, and a `FileSink` for the one arriving."""
 
     def __init__(
-        self, destination: Callable[[int], Path], accepted: frozenset[MediaType], limits: SizeLimits
+        self,
+        destination: Callable[[int], Path],
+        accepted: frozenset[MediaType],
+        limits: SizeLimits,
+        texts: TextFields,
     ) -> None:
         self.destination = destination
         self.accepted = accepted
         self.limits = limits
+        self.texts = texts
         self.spooled: list[SpooledUpload] = []
         self._sink: FileSink | None = None
         self._filename = ""
@@ -434,6 +486,7 @@ class _BatchSinks:
         async for chunk in body:
             self.limits.count_body(len(chunk))
             for event in parts.feed(chunk):
+                self.texts.accept(event)
                 step = fields.accept(event)
                 if step is None:
                     continue
