@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ocr_gateway import __version__
-from ocr_gateway.api import admin, batches, exports, health, jobs, uploads
+from ocr_gateway.api import admin, batches, exports, health, jobs, tenants, uploads, webhooks
 from ocr_gateway.api.docs import install_docs
 from ocr_gateway.api.errors import install_error_handlers
 from ocr_gateway.components import open_components
@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(exports.router, prefix=API_PREFIX)
     app.include_router(batches.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
+    app.include_router(tenants.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
     install_docs(app)
     return app
