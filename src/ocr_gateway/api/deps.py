@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, Header, Request, Security, WebSocket
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ocr_gateway.components import Components
@@ -97,24 +97,17 @@ def require_admin_key(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: B
         raise Unauthorized("the operator's API key is required (X-API-Key)")
 
 
-async def get_caller(
-    settings: SettingsDep,
-    keys: KeysDep,
-    api_key: ApiKeyHeaderDep,
-    bearer: BearerDep,
-    x_tenant_id: Annotated[
-        str | None,
-        Header(description="The tenant to act for; with an API key, it must be the key's own."),
-    ] = None,
+async def resolve_caller(
+    settings: Settings, keys: KeyRing, *, key: str, tenant_header: str | None
 ) -> Caller:
-    """The tenant a client route acts for (README, "Running it for many clients").
+    """The tenant a client route acts for (README, "Running it for many clients"), from the key
+    presented ("" if none) and the `X-Tenant-Id` header.
 
     `client_auth=off`: the `X-Tenant-Id` header, or `default`. `api_key`: the key's tenant
     (401 without a valid key, 403 when `X-Tenant-Id` names another). The operator's key works
     on client routes too and sees every tenant, or the one `X-Tenant-Id` names.
     """
-    named = check_tenant_name(x_tenant_id) if x_tenant_id is not None else None
-    key = _presented_key(api_key, bearer)
+    named = check_tenant_name(tenant_header) if tenant_header is not None else None
     if key and _is_admin_key(settings, key):
         return Caller(tenant=named, sees_all=False) if named else Caller(sees_all=True)
     if settings.client_auth == "off":
@@ -127,6 +120,36 @@ async def get_caller(
     if named is not None and named != tenant:
         raise Forbidden(f"this key belongs to another tenant than {named!r}")
     return Caller(tenant=tenant)
+
+
+async def get_caller(
+    settings: SettingsDep,
+    keys: KeysDep,
+    api_key: ApiKeyHeaderDep,
+    bearer: BearerDep,
+    x_tenant_id: Annotated[
+        str | None,
+        Header(description="The tenant to act for; with an API key, it must be the key's own."),
+    ] = None,
+) -> Caller:
+    """The caller of a client route (`resolve_caller`)."""
+    return await resolve_caller(
+        settings, keys, key=_presented_key(api_key, bearer), tenant_header=x_tenant_id
+    )
+
+
+async def websocket_caller(websocket: WebSocket) -> Caller:
+    """The caller of a websocket, from its handshake's headers, by the rules of `get_caller`:
+    a websocket route answers its errors with a close code, not through the error handler."""
+    components: Components = websocket.app.state.components
+    scheme, _, credentials = websocket.headers.get("authorization", "").partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    return await resolve_caller(
+        components.settings,
+        components.keys,
+        key=bearer or websocket.headers.get("x-api-key", ""),
+        tenant_header=websocket.headers.get("x-tenant-id"),
+    )
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
