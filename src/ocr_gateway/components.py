@@ -26,6 +26,7 @@ from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.results.consumer import ResultsConsumer
 from ocr_gateway.tenants.keys import KeyRing
+from ocr_gateway.tenants.service import TenantService
 from ocr_gateway.uploads.service import UploadService
 
 MAINTENANCE_INTERVAL_S = 10.0
@@ -47,6 +48,7 @@ class Components:
     events: EventHub
     exports: ExportService
     keys: KeyRing
+    tenants: TenantService
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -84,6 +86,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         events=EventHub(settings, sessions),
         exports=ExportService(settings, sessions, storage, render_pool),
         keys=KeyRing(settings, sessions),
+        tenants=TenantService(settings, sessions),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)

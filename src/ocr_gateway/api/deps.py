@@ -18,6 +18,7 @@ from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
+from ocr_gateway.tenants.service import TenantService
 from ocr_gateway.uploads.service import UploadService
 
 
@@ -54,6 +55,10 @@ def get_keys(request: Request) -> KeyRing:
     return _components(request).keys
 
 
+def get_tenants(request: Request) -> TenantService:
+    return _components(request).tenants
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -67,6 +72,7 @@ EventsDep = Annotated[EventHub, Depends(get_events)]
 ExportsDep = Annotated[ExportService, Depends(get_exports)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
+TenantsDep = Annotated[TenantService, Depends(get_tenants)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
