@@ -12,6 +12,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ocr_gateway.core.settings import Settings
@@ -68,9 +69,16 @@ class KeyRing:
     that time, not one per request.
     """
 
-    def __init__(self, settings: Settings, sessions: SessionFactory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionFactory,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.clock = clock
         # SHA-256 of the whole key → (tenant or None, monotonic time the answer expires).
         self._answers: dict[bytes, tuple[str | None, float]] = {}
 
@@ -82,7 +90,7 @@ class KeyRing:
         key_id, secret = parsed
         ttl = self.settings.api_key_cache_s
         cache_key = hashlib.sha256(key.encode("ascii")).digest()
-        now = time.monotonic()
+        now = self.clock()
         if ttl > 0:
             remembered = self._answers.get(cache_key)
             if remembered is not None and remembered[1] > now:
