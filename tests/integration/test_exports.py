@@ -312,8 +312,8 @@ async def test_openapi_declares_the_binary_answers(client: httpx.AsyncClient) ->
         "application/pdf",
     }
     assert set(image["responses"]["200"]["content"]) == {"image/png"}
-    assert set(result["responses"]) == {"200", "404", "409", "422", "503"}
-    assert set(image["responses"]) == {"200", "404", "422"}
+    assert set(result["responses"]) == {"200", "401", "403", "404", "409", "422", "503"}
+    assert set(image["responses"]) == {"200", "401", "403", "404", "422"}
 
 
 def _open_handles(path_part: str) -> list[str]:

@@ -161,9 +161,24 @@ def test_each_route_lists_only_the_errors_it_can_return(app: FastAPI) -> None:
     }
     for op_id, codes in admin.items():
         assert _error_codes(operations[op_id]) == {401} | codes, op_id
+    job_routes = {
+        "list_jobs",
+        "get_job",
+        "get_job_page",
+        "get_job_events",
+        "cancel_job",
+        "delete_job",
+        "get_job_result",
+        "get_job_page_image",
+    }
+    for op_id in job_routes:
+        # A key missing (client_auth=api_key), or X-Tenant-Id naming another tenant than it.
+        assert {401, 403} <= _error_codes(operations[op_id]), op_id
+    assert _error_codes(operations["health"]) == set()
     for op_id, op in operations.items():
         codes = _error_codes(op)
-        assert (401 in codes) == op_id.startswith("admin_"), op_id
+        if op_id.startswith("admin_"):
+            assert 401 in codes and 403 not in codes, op_id
         if "requestBody" not in op:
             assert not codes & {413, 415}, f"{op_id} takes no body, so no body is refused"
         for code in codes:

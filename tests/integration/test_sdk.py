@@ -238,17 +238,44 @@ async def test_events_resume_after_the_connection_drops_without_gap_or_duplicate
     assert ids == sorted(set(ids)), "ids increase, none twice"
 
 
-async def test_api_key_is_sent_as_a_bearer_token_only_when_given() -> None:
-    seen: list[str | None] = []
+async def test_api_key_and_tenant_are_sent_only_when_given() -> None:
+    seen: list[tuple[str | None, str | None]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("authorization"))
+        seen.append((request.headers.get("authorization"), request.headers.get("x-tenant-id")))
         return httpx.Response(404, json={"error": "not_found", "detail": "no such job"})
 
-    for key in ("s3cret", None):
+    for key, tenant in (("s3cret", None), (None, None), (None, "acme"), ("s3cret", "acme")):
         async with AsyncGatewayClient(
-            "http://gateway", api_key=key, transport=httpx.MockTransport(handler)
+            "http://gateway", api_key=key, tenant=tenant, transport=httpx.MockTransport(handler)
         ) as gateway:
             with pytest.raises(JobNotFound):
                 await gateway.get(uuid.uuid4())
-    assert seen == ["Bearer s3cret", None]
+    assert seen == [
+        ("Bearer s3cret", None),
+        (None, None),
+        (None, "acme"),
+        ("Bearer s3cret", "acme"),
+    ]
+
+
+async def test_each_job_carries_its_tenant_and_another_tenant_is_told_it_does_not_exist(
+    port: int,
+) -> None:
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        AsyncGatewayClient(base, tenant="acme") as acme,
+        AsyncGatewayClient(base, tenant="globex") as globex,
+    ):
+        [job] = await acme.submit(("smile.png", sample("smile.png").read_bytes()))
+        assert (await acme.get(job)).tenant == "acme"
+        assert [summary.tenant for summary in (await acme.jobs()).jobs] == ["acme"]
+        assert (await globex.jobs()).jobs == []
+        with pytest.raises(JobNotFound) as hidden:
+            await globex.get(job)
+        assert hidden.value.detail == f"job {job.job_id} does not exist"
+        with pytest.raises(JobNotFound):
+            await globex.cancel(job)
+        with pytest.raises(JobNotFound):
+            await globex.delete(job)
+        assert (await acme.get(job)).status != "cancelled"

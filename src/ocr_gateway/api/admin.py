@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from ocr_gateway.api.deps import DispatchDep, JobsDep, require_admin_key
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import ActionAccepted, Deleted, StartAccepted
+from ocr_gateway.db.models import TENANT_NAME_PATTERN
 from ocr_gateway.dispatch.control import StartScheduled
 from ocr_gateway.jobs.schemas import JobDetail, JobList, JobSummary, PageDetail
 
@@ -31,9 +32,13 @@ async def list_jobs(
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    tenant: Annotated[
+        str | None,
+        Query(pattern=TENANT_NAME_PATTERN, description="only this tenant's jobs"),
+    ] = None,
 ) -> JobList:
-    """Jobs that are not completed yet, newest first."""
-    page = await jobs.list_open(limit=limit, cursor=cursor, offset=offset)
+    """Jobs that are not completed yet, of every tenant (or of `tenant`), newest first."""
+    page = await jobs.list_open(limit=limit, cursor=cursor, offset=offset, tenant=tenant)
     return JobList(
         items=[JobSummary.model_validate(job) for job in page.items],
         next_cursor=page.next_cursor,
@@ -48,8 +53,8 @@ async def list_jobs(
     responses=errors(404, 422),
 )
 async def get_job(jobs: JobsDep, job_id: JobId) -> JobDetail:
-    """One job with its counters and pages."""
-    job, pages = await jobs.get(job_id)
+    """One job with its counters and pages, whichever its tenant."""
+    job, pages = await jobs.get(job_id, scope=None)
     summary = JobSummary.model_validate(job)
     return JobDetail(**summary.model_dump(), pages=[PageDetail.model_validate(p) for p in pages])
 
@@ -129,8 +134,8 @@ async def delete_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> 
     responses=errors(404, 422),
 )
 async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
-    """Remove one job: its folder under files/ and its rows."""
-    await jobs.delete_job(job_id)
+    """Remove one job: its folder under files/ and its rows, whichever its tenant."""
+    await jobs.delete_job(job_id, scope=None)
     return Deleted(deleted="job", job_id=job_id)
 
 

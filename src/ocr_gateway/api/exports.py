@@ -1,4 +1,5 @@
-"""A job's results as files: the result in txt, json, zip or pdf, and each page's image."""
+"""A job's results as files: the result in txt, json, zip or pdf, and each page's image.
+Another tenant's job answers 404, as an unknown job does."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import Response
 
-from ocr_gateway.api.deps import ExportsDep
+from ocr_gateway.api.deps import CallerDep, ExportsDep
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.exports.formats import MEDIA_TYPES, ExportFormat
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 403))
 
 # A file in the answer: generated clients read it as bytes (text as a string, json as an object).
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -42,6 +44,7 @@ def _download(job_id: object, fmt: ExportFormat) -> dict[str, str]:
 )
 async def get_job_result(
     exports: ExportsDep,
+    caller: CallerDep,
     job_id: JobId,
     format: Annotated[ExportFormat, Query(description="the result's format")] = ExportFormat.TXT,
     partial: Annotated[
@@ -54,7 +57,7 @@ async def get_job_result(
     words invisible over it, so they can be selected and searched). Answers 409 with the job's
     status while it is not finished, unless `partial=true`. The pdf and zip are built once and
     kept next to the page images until the job changes or is deleted."""
-    job = await exports.exportable_job(job_id, partial=partial)
+    job = await exports.exportable_job(job_id, partial=partial, scope=caller.scope)
     headers = _download(job_id, format)
     if format.built_as_file:
         path = await exports.export_file(job, format)
@@ -75,8 +78,8 @@ async def get_job_result(
     },
 )
 async def get_job_page_image(
-    exports: ExportsDep, job_id: JobId, page_number: PageNumber
+    exports: ExportsDep, caller: CallerDep, job_id: JobId, page_number: PageNumber
 ) -> FileResponse:
     """The page's image, as rendered and sent to OCR (the boxes' pixels are this image's)."""
-    path = await exports.page_image(job_id, page_number)
+    path = await exports.page_image(job_id, page_number, scope=caller.scope)
     return FileResponse(path, media_type="image/png")

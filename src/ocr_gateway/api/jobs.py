@@ -1,4 +1,8 @@
-"""The client's job API: list, read, follow (SSE, websocket, long poll), cancel and delete."""
+"""The client's job API: list, read, follow (SSE, websocket, long poll), cancel and delete.
+
+Each route acts for its caller's tenant (`CallerDep`) and passes `scope=caller.scope` to the
+service, whose queries do not find another tenant's job: it answers 404 as an unknown job does.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from fastapi import APIRouter, Header, Query, WebSocket, status
 from fastapi.websockets import WebSocketDisconnect
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ocr_gateway.api.deps import EventsDep, JobsDep
+from ocr_gateway.api.deps import CallerDep, EventsDep, JobsDep, websocket_caller
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import Deleted
 from ocr_gateway.components import Components
-from ocr_gateway.core.errors import NotFound
+from ocr_gateway.core.errors import GatewayError
 from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus
 from ocr_gateway.events.hub import HEARTBEAT_S, EventHub
 from ocr_gateway.events.types import EventType, JobEventOut
@@ -30,10 +34,12 @@ from ocr_gateway.jobs.schemas import (
 )
 from ocr_gateway.jobs.service import JobService
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 403))
 
 MAX_WAIT_S = 60
-# The websocket close code for "policy violation", used for a job that does not exist.
+# The websocket close code for "policy violation": a job that does not exist (or is another
+# tenant's), and a caller refused (no valid key, another tenant named).
 WS_UNKNOWN_JOB = 1008
 
 
@@ -41,6 +47,7 @@ def client_job(job: Job, pages: list[Page]) -> ClientJob:
     cancelled = sum(1 for page in pages if page.status == PageStatus.CANCELLED)
     return ClientJob(
         job_id=job.job_id,
+        tenant=job.tenant,
         filename=job.filename,
         media_type=job.media_type,
         status=job.status,
@@ -56,8 +63,8 @@ def client_job(job: Job, pages: list[Page]) -> ClientJob:
     )
 
 
-async def _snapshot(jobs: JobService, job_id: uuid.UUID) -> ClientJob:
-    job, pages = await jobs.get(job_id)
+async def _snapshot(jobs: JobService, job_id: uuid.UUID, *, scope: str | None) -> ClientJob:
+    job, pages = await jobs.get(job_id, scope=scope)
     return client_job(job, list(pages))
 
 
@@ -76,14 +83,20 @@ def _snapshot_event(job: ClientJob) -> JobEventOut:
 
 
 async def _follow(
-    jobs: JobService, events: EventHub, job_id: uuid.UUID, last_event_id: int | None
+    jobs: JobService,
+    events: EventHub,
+    job_id: uuid.UUID,
+    last_event_id: int | None,
+    *,
+    scope: str | None,
 ) -> tuple[JobEventOut, AsyncIterator[JobEventOut | None] | None]:
     """A fresh snapshot, then the events after `last_event_id` (a reconnect), or after the
     last one recorded now (a new reader: the snapshot stands for the past). The position is
     read before the snapshot, so an event recorded meanwhile is sent, never lost. None for the
-    events when a new reader finds the job finished."""
+    events when a new reader finds the job finished. The snapshot is NotFound for a job out of
+    `scope`, so no event of it is ever read."""
     cursor = last_event_id if last_event_id is not None else await events.last_id(job_id)
-    snapshot = await _snapshot(jobs, job_id)
+    snapshot = await _snapshot(jobs, job_id, scope=scope)
     if last_event_id is None and JobStatus(snapshot.status).finished:
         return _snapshot_event(snapshot), None
     return _snapshot_event(snapshot), events.follow(job_id, cursor)
@@ -97,14 +110,15 @@ async def _follow(
 )
 async def list_jobs(
     jobs: JobsDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> ClientJobList:
-    """Jobs, newest first."""
-    page = await jobs.list_all(limit=limit, cursor=cursor, status=status)
+    """The caller's jobs (the operator's key: every tenant's), newest first."""
+    page = await jobs.list_all(limit=limit, cursor=cursor, status=status, scope=caller.scope)
     return ClientJobList(
         jobs=[ClientJobSummary.model_validate(job, from_attributes=True) for job in page.items],
         next_cursor=page.next_cursor,
@@ -120,6 +134,7 @@ async def list_jobs(
 async def get_job(
     jobs: JobsDep,
     events: EventsDep,
+    caller: CallerDep,
     job_id: JobId,
     wait: Annotated[
         float,
@@ -129,10 +144,10 @@ async def get_job(
     """The job, its counters and its pages' statuses. With `wait`, answers when something
     happens to the job, when it is finished, or after `wait` seconds, whichever is first."""
     cursor = await events.last_id(job_id) if wait else 0
-    job = await _snapshot(jobs, job_id)
+    job = await _snapshot(jobs, job_id, scope=caller.scope)
     finished = JobStatus(job.status).finished
     if wait and not finished and await events.wait_for_change(job_id, cursor, wait):
-        job = await _snapshot(jobs, job_id)
+        job = await _snapshot(jobs, job_id, scope=caller.scope)
     return job
 
 
@@ -142,9 +157,11 @@ async def get_job(
     response_model=ClientPage,
     responses=errors(404, 422),
 )
-async def get_job_page(jobs: JobsDep, job_id: JobId, page_number: PageNumber) -> ClientPage:
+async def get_job_page(
+    jobs: JobsDep, caller: CallerDep, job_id: JobId, page_number: PageNumber
+) -> ClientPage:
     """One page: its status, text, line boxes and error."""
-    page = await jobs.get_page(job_id, page_number)
+    page = await jobs.get_page(job_id, page_number, scope=caller.scope)
     return ClientPage(
         job_id=job_id,
         page_number=page.page_number,
@@ -175,6 +192,7 @@ def _sse(event: JobEventOut) -> ServerSentEvent:
 async def get_job_events(
     jobs: JobsDep,
     events: EventsDep,
+    caller: CallerDep,
     job_id: JobId,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> EventSourceResponse:
@@ -182,7 +200,7 @@ async def get_job_events(
     the job's own events, each with an `id:`. The stream ends after `job.completed`,
     `job.failed`, `job.cancelled` or `job.deleted`. A reconnect with `Last-Event-ID` gets every
     event after that id. A comment line comes every 15 s as a heartbeat."""
-    snapshot, following = await _follow(jobs, events, job_id, last_event_id)
+    snapshot, following = await _follow(jobs, events, job_id, last_event_id, scope=caller.scope)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         yield _sse(snapshot)
@@ -198,16 +216,20 @@ async def get_job_events(
 @router.websocket("/{job_id}/ws")
 async def job_websocket(websocket: WebSocket, job_id: uuid.UUID) -> None:
     """The job's events as JSON messages: the same events as `/events`, a snapshot first.
-    `?last_event_id=` resumes after that event. An unknown job is closed with code 1008."""
+    `?last_event_id=` resumes after that event. The handshake carries the same headers as the
+    other client routes (`Authorization` or `X-API-Key`, `X-Tenant-Id`). An unknown job, or
+    another tenant's, is closed with code 1008, and so is a caller refused (with the reason)."""
     components: Components = websocket.app.state.components
     raw_last = websocket.query_params.get("last_event_id")
     last_event_id = int(raw_last) if raw_last and raw_last.isdigit() else None
     try:
+        caller = await websocket_caller(websocket)
         snapshot, following = await _follow(
-            components.jobs, components.events, job_id, last_event_id
+            components.jobs, components.events, job_id, last_event_id, scope=caller.scope
         )
-    except NotFound as exc:
+    except GatewayError as exc:
         # Accepted first: a close before the handshake is an HTTP 403, which carries no code.
+        # NotFound (an unknown job, or another tenant's) and a refused caller both close 1008.
         await websocket.accept()
         await websocket.close(code=WS_UNKNOWN_JOB, reason=exc.detail[:120])
         return
@@ -246,11 +268,11 @@ async def job_websocket(websocket: WebSocket, job_id: uuid.UUID) -> None:
     status_code=status.HTTP_200_OK,
     responses=errors(404, 422),
 )
-async def cancel_job(jobs: JobsDep, job_id: JobId) -> Cancelled:
+async def cancel_job(jobs: JobsDep, caller: CallerDep, job_id: JobId) -> Cancelled:
     """Pages not done yet become `cancelled` and are never published again; the job becomes
     `cancelled`. When this answers, no page of the job is being published. Cancelling a
     cancelled or finished job changes nothing and answers 200."""
-    outcome = await jobs.cancel(job_id)
+    outcome = await jobs.cancel(job_id, scope=caller.scope)
     return Cancelled(
         job_id=job_id, status=outcome.job.status, cancelled_pages=outcome.cancelled_pages
     )
@@ -262,7 +284,7 @@ async def cancel_job(jobs: JobsDep, job_id: JobId) -> Cancelled:
     response_model=Deleted,
     responses=errors(404, 422),
 )
-async def delete_job(jobs: JobsDep, job_id: JobId) -> Deleted:
+async def delete_job(jobs: JobsDep, caller: CallerDep, job_id: JobId) -> Deleted:
     """Delete the job: its pages' files and its rows. Its event readers get `job.deleted`."""
-    await jobs.delete_job(job_id)
+    await jobs.delete_job(job_id, scope=caller.scope)
     return Deleted(deleted="job", job_id=job_id)

@@ -60,11 +60,12 @@ class ExportService:
         # One build per export file in this process; every request for it waits on that build.
         self._building: dict[Path, asyncio.Task[Path]] = {}
 
-    async def exportable_job(self, job_id: uuid.UUID, *, partial: bool) -> Job:
-        """The job, if its result can be exported now: 404 if it does not exist, 409 (with
-        its status) while it is not finished, unless `partial`."""
+    async def exportable_job(self, job_id: uuid.UUID, *, partial: bool, scope: str | None) -> Job:
+        """The job, if its result can be exported now: 404 if it does not exist (or belongs to
+        another tenant than `scope`), 409 (with its status) while it is not finished, unless
+        `partial`."""
         async with self.sessions() as session:
-            job = await jobs_repo.get_job(session, job_id)
+            job = await jobs_repo.get_job(session, job_id, tenant=scope)
         if job is None:
             raise NotFound(f"job {job_id} does not exist")
         if not partial and not JobStatus(job.status).finished:
@@ -74,9 +75,10 @@ class ExportService:
             ).add_fields(status=job.status)
         return job
 
-    async def page_image(self, job_id: uuid.UUID, page_number: int) -> Path:
+    async def page_image(self, job_id: uuid.UUID, page_number: int, *, scope: str | None) -> Path:
+        """The page's PNG: 404 if the job does not exist in `scope`, or the page does not."""
         async with self.sessions() as session:
-            if await jobs_repo.get_job(session, job_id) is None:
+            if await jobs_repo.get_job(session, job_id, tenant=scope) is None:
                 raise NotFound(f"job {job_id} does not exist")
             page = await jobs_repo.get_page(session, job_id, page_number)
         path = self.storage.page_path(job_id, page_number)

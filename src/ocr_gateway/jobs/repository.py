@@ -1,6 +1,9 @@
 """Queries of the job and page domain: jobs, their pages, counters and deletes.
 
 Functions take an `AsyncSession` inside a transaction the caller owns, and return plain values.
+The queries that find jobs for a client take `tenant`: with one, another tenant's job is not
+found at all (the client routes answer 404, as for a job that does not exist); None is the
+operator's view of every tenant.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Select, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.db.models import CallbackEvents, Job, JobStatus, Page, PageStatus, sql_status
@@ -44,8 +47,17 @@ async def create_job(
     )
 
 
-async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
-    return await session.get(Job, job_id)
+def _of_tenant(stmt: Select[Job], tenant: str | None) -> Select[Job]:
+    return stmt if tenant is None else stmt.where(Job.tenant == tenant)
+
+
+async def get_job(
+    session: AsyncSession, job_id: uuid.UUID, *, tenant: str | None = None
+) -> Job | None:
+    """The job, if it exists (and belongs to `tenant`, when one is given)."""
+    if tenant is None:
+        return await session.get(Job, job_id)
+    return await session.scalar(_of_tenant(select(Job).where(Job.job_id == job_id), tenant))
 
 
 async def get_job_pages(session: AsyncSession, job_id: uuid.UUID) -> Sequence[Page]:
@@ -67,9 +79,11 @@ async def list_open_jobs(
     limit: int,
     after: tuple[dt.datetime, uuid.UUID] | None = None,
     offset: int = 0,
+    tenant: str | None = None,
 ) -> Sequence[Job]:
-    """Jobs not completed, newest first; keyset pagination when `after` is given."""
-    stmt = select(Job).where(Job.status != JobStatus.COMPLETED)
+    """Jobs not completed (of `tenant`, or of all), newest first; keyset pagination when
+    `after` is given."""
+    stmt = _of_tenant(select(Job).where(Job.status != JobStatus.COMPLETED), tenant)
     if after is not None:
         created_at, job_id = after
         stmt = stmt.where(func.row(Job.created_at, Job.job_id) < func.row(created_at, job_id))
@@ -79,9 +93,14 @@ async def list_open_jobs(
     return (await session.scalars(stmt)).all()
 
 
-async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
-    """Lock the job row; every change to its counters happens under this lock."""
-    return await session.scalar(select(Job).where(Job.job_id == job_id).with_for_update())
+async def lock_job(
+    session: AsyncSession, job_id: uuid.UUID, *, tenant: str | None = None
+) -> Job | None:
+    """Lock the job row (if it belongs to `tenant`, when one is given); every change to its
+    counters happens under this lock."""
+    return await session.scalar(
+        _of_tenant(select(Job).where(Job.job_id == job_id), tenant).with_for_update()
+    )
 
 
 async def refresh_job_progress(session: AsyncSession, job_id: uuid.UUID) -> str | None:
@@ -183,9 +202,11 @@ async def list_jobs(
     limit: int,
     after: tuple[dt.datetime, uuid.UUID] | None = None,
     status: JobStatus | None = None,
+    tenant: str | None = None,
 ) -> Sequence[Job]:
-    """Every job (or those in `status`), newest first; keyset pagination when `after` is given."""
-    stmt = select(Job)
+    """Every job of `tenant` (of all when None; those in `status`), newest first; keyset
+    pagination when `after` is given."""
+    stmt = _of_tenant(select(Job), tenant)
     if status is not None:
         stmt = stmt.where(Job.status == status)
     if after is not None:

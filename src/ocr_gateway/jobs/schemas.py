@@ -14,6 +14,7 @@ class JobSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     job_id: uuid.UUID
+    tenant: str
     filename: str
     media_type: str
     status: str
@@ -59,6 +60,7 @@ class ClientJob(BaseModel):
     """A job as its client sees it: status, counters, timestamps and each page's status."""
 
     job_id: uuid.UUID
+    tenant: str
     filename: str
     media_type: str
     status: str
@@ -75,6 +77,7 @@ class ClientJob(BaseModel):
 
 class ClientJobSummary(BaseModel):
     job_id: uuid.UUID
+    tenant: str
     filename: str
     media_type: str
     status: str

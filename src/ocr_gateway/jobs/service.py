@@ -1,4 +1,9 @@
-"""Reading, cancelling and deleting jobs and pages: rows in PostgreSQL and PNGs under files/."""
+"""Reading, cancelling and deleting jobs and pages: rows in PostgreSQL and PNGs under files/.
+
+Every method a client route calls takes `scope`: the tenant whose jobs the call may touch, or
+None for the operator. Another tenant's job is NotFound, with the words of a job that does not
+exist, so that a client cannot tell the two apart.
+"""
 
 from __future__ import annotations
 
@@ -68,43 +73,53 @@ class JobService:
         self.renderer = renderer
         self.control = control
 
-    async def list_open(self, *, limit: int, cursor: str | None, offset: int) -> JobPage:
+    async def list_open(
+        self, *, limit: int, cursor: str | None, offset: int, tenant: str | None = None
+    ) -> JobPage:
+        """Jobs not completed (of `tenant`, or of every tenant), newest first (the operator's
+        list)."""
         after = decode_cursor(cursor) if cursor else None
         async with self.sessions() as session:
             jobs = await repo.list_open_jobs(
-                session, limit=limit + 1, after=after, offset=0 if after else offset
+                session,
+                limit=limit + 1,
+                after=after,
+                offset=0 if after else offset,
+                tenant=tenant,
             )
         more = len(jobs) > limit
         items = jobs[:limit]
         return JobPage(items, encode_cursor(items[-1]) if more and items else None)
 
     async def list_all(
-        self, *, limit: int, cursor: str | None, status: JobStatus | None
+        self, *, limit: int, cursor: str | None, status: JobStatus | None, scope: str | None
     ) -> JobPage:
-        """Every job, newest first (the client API's list)."""
+        """Every job in `scope`, newest first (the client API's list)."""
         after = decode_cursor(cursor) if cursor else None
         async with self.sessions() as session:
-            jobs = await repo.list_jobs(session, limit=limit + 1, after=after, status=status)
+            jobs = await repo.list_jobs(
+                session, limit=limit + 1, after=after, status=status, tenant=scope
+            )
         more = len(jobs) > limit
         items = jobs[:limit]
         return JobPage(items, encode_cursor(items[-1]) if more and items else None)
 
-    async def get_page(self, job_id: uuid.UUID, page_number: int) -> Page:
+    async def get_page(self, job_id: uuid.UUID, page_number: int, *, scope: str | None) -> Page:
         async with self.sessions() as session:
-            if await repo.get_job(session, job_id) is None:
+            if await repo.get_job(session, job_id, tenant=scope) is None:
                 raise NotFound(f"job {job_id} does not exist")
             page = await repo.get_page(session, job_id, page_number)
         if page is None:
             raise NotFound(f"page {page_number} of job {job_id} does not exist")
         return page
 
-    async def cancel(self, job_id: uuid.UUID) -> CancelOutcome:
+    async def cancel(self, job_id: uuid.UUID, *, scope: str | None) -> CancelOutcome:
         """Cancel what is left of the job: its pages not done become cancelled (pending ones are
         never published, late results for queued ones are dropped), and when this returns no
         page of it is being published either (in-flight publishes have settled, and the pages
         they settled are cancelled too). A finished job is left as it is."""
         async with self.sessions.begin() as session:
-            job = await repo.lock_job(session, job_id)
+            job = await repo.lock_job(session, job_id, tenant=scope)
             if job is None:
                 raise NotFound(f"job {job_id} does not exist")
             if JobStatus(job.status).finished:
@@ -145,9 +160,9 @@ class JobService:
                 return
             await asyncio.sleep(CANCEL_SETTLE_POLL_S)
 
-    async def get(self, job_id: uuid.UUID) -> tuple[Job, Sequence[Page]]:
+    async def get(self, job_id: uuid.UUID, *, scope: str | None) -> tuple[Job, Sequence[Page]]:
         async with self.sessions() as session:
-            job = await repo.get_job(session, job_id)
+            job = await repo.get_job(session, job_id, tenant=scope)
             if job is None:
                 raise NotFound(f"job {job_id} does not exist")
             pages = await repo.get_job_pages(session, job_id)
@@ -164,10 +179,10 @@ class JobService:
         await self.storage.remove_file(path)
         log.info("page deleted job_id=%s page_number=%d", job_id, page_number)
 
-    async def delete_job(self, job_id: uuid.UUID) -> None:
+    async def delete_job(self, job_id: uuid.UUID, *, scope: str | None) -> None:
         """Remove the job's rows and files; its readers get `job.deleted`."""
         async with self.sessions.begin() as session:
-            if await repo.lock_job(session, job_id) is None:
+            if await repo.lock_job(session, job_id, tenant=scope) is None:
                 raise NotFound(f"job {job_id} does not exist")
             await events_repo.forget_events(session, job_id)
             await events_repo.record_event(session, job_id, EventType.JOB_DELETED)

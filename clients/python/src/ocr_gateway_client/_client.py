@@ -67,8 +67,10 @@ class AsyncGatewayClient:
     """An async client for one gateway. Use it as an async context manager, or call `aclose()`.
 
     `base_url` is the gateway's address (`http://host:8000`; `/api/v1` is added when missing).
-    `api_key`, when given, is sent as `Authorization: Bearer <key>`. `transport` is handed to
-    httpx (a proxy, retries, or an in-process app for tests).
+    `api_key`, when given, is sent as `Authorization: Bearer <key>`: with a client key, the key
+    decides the tenant. `tenant`, when given, is sent as `X-Tenant-Id`: the tenant to act for on
+    a gateway without keys, or the one tenant to see with the operator's key. `transport` is
+    handed to httpx (a proxy, retries, or an in-process app for tests).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class AsyncGatewayClient:
         base_url: str,
         api_key: str | None = None,
         *,
+        tenant: str | None = None,
         timeout: float = 30.0,
         max_reconnects: int = 10,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -85,6 +88,8 @@ class AsyncGatewayClient:
         headers = {"User-Agent": f"ocr-gateway-client/{__version__}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        if tenant:
+            headers["X-Tenant-Id"] = tenant
         self._timeout = httpx.Timeout(timeout)
         self._max_reconnects = max_reconnects
         self._http = httpx.AsyncClient(

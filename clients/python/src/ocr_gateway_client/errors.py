@@ -47,8 +47,12 @@ class Unauthorized(GatewayError):
     """401: the API key is missing or wrong."""
 
 
+class Forbidden(GatewayError):
+    """403: the API key is valid, but `tenant` names another tenant than the key's."""
+
+
 class JobNotFound(GatewayError):
-    """404: the job (or its page) does not exist, or was deleted."""
+    """404: the job (or its page) does not exist, was deleted, or is another tenant's."""
 
 
 class JobConflict(GatewayError):
@@ -65,6 +69,16 @@ class UnsupportedMediaType(GatewayError):
 
 class InvalidRequest(GatewayError):
     """422: a parameter is out of range, or a document cannot be read."""
+
+
+class TooManyRequests(GatewayError):
+    """429: a limit of the tenant would be exceeded (`body["limit"]` names it); `retry_after`
+    says in how many seconds to retry."""
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.headers.get("retry-after")
+        return float(value) if value and value.isdigit() else None
 
 
 class ServiceUnavailable(GatewayError):
@@ -95,11 +109,13 @@ class WaitTimeout(TimeoutError):
 _BY_STATUS: dict[int, type[GatewayError]] = {
     400: BadRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: JobNotFound,
     409: JobConflict,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
     422: InvalidRequest,
+    429: TooManyRequests,
     503: ServiceUnavailable,
 }
 

@@ -32,13 +32,15 @@ class Job(_Model):
 
     `submit()` returns the fields the batch answer carries (`job_id`, `status`, `filename`,
     `total_page_number`); the rest keep their defaults there, which is what they are for a job
-    just accepted. `get()` and `wait()` fill every field.
+    just accepted. `get()` and `wait()` fill every field. `tenant` is the tenant the job
+    belongs to (None where the answer does not say: `submit()`'s, or an older gateway's).
     """
 
     job_id: uuid.UUID
     status: str
     filename: str
     total_page_number: int
+    tenant: str | None = None
     media_type: str | None = None
     rendered_pages: int = 0
     completed_pages: int = 0
@@ -57,6 +59,7 @@ class Job(_Model):
 
 class JobSummary(_Model):
     job_id: uuid.UUID
+    tenant: str | None = None
     filename: str
     media_type: str
     status: str
