@@ -28,6 +28,7 @@ from ocr_gateway.results.consumer import ResultsConsumer
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
 from ocr_gateway.uploads.service import UploadService
+from ocr_gateway.webhooks.sender import WebhookSender
 
 MAINTENANCE_INTERVAL_S = 10.0
 
@@ -49,6 +50,7 @@ class Components:
     exports: ExportService
     keys: KeyRing
     tenants: TenantService
+    webhooks: WebhookSender
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -87,6 +89,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         exports=ExportService(settings, sessions, storage, render_pool),
         keys=KeyRing(settings, sessions),
         tenants=TenantService(settings, sessions),
+        webhooks=WebhookSender(settings, sessions),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)
@@ -109,6 +112,7 @@ def _start_background(components: Components) -> list[asyncio.Task[Any]]:
     loops = [
         supervise("results consumer", components.consumer.run),
         supervise("event listener", components.events.listen),
+        supervise("webhook sender", components.webhooks.run),
         every(MAINTENANCE_INTERVAL_S, "render recovery", renderer.resume_unfinished),
         every(settings.render_lease_s / 3, "render lease renewal", renderer.renew_render_leases),
         every(

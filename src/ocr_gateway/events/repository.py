@@ -10,8 +10,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.db.models import JobEvent, JobStatus, PageStatus
 from ocr_gateway.events.types import EventType, JobEventOut
+from ocr_gateway.webhooks import repository as webhooks_repo
 
 NOTIFY_CHANNEL = "ocr_gateway_events"
+
+
+# One statement: the event, its webhook delivery when the job's callback wants one (the outbox,
+# `webhooks.repository.outbox_insert`), and a NOTIFY to the webhook senders when it wrote one.
+_RECORD_EVENT = text(
+    f"""
+    WITH event AS (
+    INSERT INTO job_events (job_id, type, page_number, data)
+    SELECT j.job_id, :type, :page_number,
+           jsonb_build_object(
+               'status', j.status,
+               'total_page_number', j.total_page_number,
+               'completed_pages', j.completed_pages,
+               'failed_pages', j.failed_pages,
+               'cancelled_pages',
+               -- Pages are cancelled only with their job: no page scan per result.
+               CASE WHEN j.status = {JobStatus.CANCELLED.sql}
+                    THEN (SELECT count(*) FROM pages p
+                           WHERE p.job_id = j.job_id
+                             AND p.status = {PageStatus.CANCELLED.sql})
+                    ELSE 0 END)
+      FROM jobs j WHERE j.job_id = :job_id
+    RETURNING job_id, type, page_number, data, created_at),
+    delivery AS ({webhooks_repo.outbox_insert("event")})
+    {webhooks_repo.notify_written("delivery")}
+    """
+)
 
 
 async def record_event(
@@ -22,27 +50,13 @@ async def record_event(
     page_number: int | None = None,
 ) -> None:
     """Append an event carrying the job's counters as they are in this transaction, and NOTIFY
-    the listeners, which PostgreSQL delivers when (and only if) the transaction commits."""
+    the listeners, which PostgreSQL delivers when (and only if) the transaction commits.
+
+    The same statement writes the event's webhook delivery (the outbox), when the job's
+    callback wants it: see `webhooks.repository.outbox_insert`.
+    """
     await session.execute(
-        text(
-            f"""
-            INSERT INTO job_events (job_id, type, page_number, data)
-            SELECT j.job_id, :type, :page_number,
-                   jsonb_build_object(
-                       'status', j.status,
-                       'total_page_number', j.total_page_number,
-                       'completed_pages', j.completed_pages,
-                       'failed_pages', j.failed_pages,
-                       'cancelled_pages',
-                       -- Pages are cancelled only with their job: no page scan per result.
-                       CASE WHEN j.status = {JobStatus.CANCELLED.sql}
-                            THEN (SELECT count(*) FROM pages p
-                                   WHERE p.job_id = j.job_id
-                                     AND p.status = {PageStatus.CANCELLED.sql})
-                            ELSE 0 END)
-              FROM jobs j WHERE j.job_id = :job_id
-            """
-        ),
+        _RECORD_EVENT,
         {"job_id": job_id, "type": event_type.value, "page_number": page_number},
     )
     await notify(session, job_id)
