@@ -62,8 +62,8 @@ def refusal_reason(address: IPAddress) -> str | None:
         (address.is_unspecified, "an unspecified address"),
         (address.is_link_local, "a link-local address"),
         (address.is_multicast, "a multicast address"),
-        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "not a public address"),
     )
     return next((reason for failed, reason in checks if failed), None)
