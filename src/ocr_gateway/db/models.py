@@ -203,6 +203,12 @@ class Job(Base):
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
+        # A tenant's unfinished jobs: its quota of pages pending or in flight sums them.
+        Index(
+            "ix_jobs_tenant_open",
+            "tenant",
+            postgresql_where=sql(f"status IN ({sql_status(JobStatus.PENDING, JobStatus.QUEUED)})"),
+        ),
         Index(
             "ix_jobs_open_created",
             sql("created_at DESC"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -79,9 +79,12 @@ async def record_rendered_pages(
     pages: Sequence[tuple[int, str]],
     *,
     render_lease_s: float,
+    sizes: Mapping[int, int] | None = None,
 ) -> bool:
     """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone.
 
+    `sizes` gives each PNG's bytes by page number: the pages newly recorded add theirs to the
+    job's `stored_bytes` (a page rendered again after a resume is not counted twice).
     Pages rendered for a cancelled job (its render ran in another process) are recorded as
     cancelled, so that nothing ever publishes them.
     """
@@ -93,8 +96,9 @@ async def record_rendered_pages(
     if job is None:
         return False
     page_status = PageStatus.CANCELLED if job.status == JobStatus.CANCELLED else PageStatus.PENDING
+    added_bytes = 0
     if pages:
-        await session.execute(
+        inserted = await session.scalars(
             pg_insert(Page)
             .values(
                 [
@@ -109,7 +113,10 @@ async def record_rendered_pages(
                 ]
             )
             .on_conflict_do_nothing(index_elements=["job_id", "page_number"])
+            .returning(Page.page_number)
         )
+        if sizes:
+            added_bytes = sum(sizes.get(n, 0) for n in inserted)
     await session.execute(
         update(Job)
         .where(Job.job_id == job_id)
@@ -119,6 +126,7 @@ async def record_rendered_pages(
             .where(Page.job_id == job_id)
             .scalar_subquery(),
             render_lease_until=func.now() + dt.timedelta(seconds=render_lease_s),
+            stored_bytes=Job.stored_bytes + added_bytes,
             updated_at=func.now(),
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Iterable
 
@@ -109,9 +110,14 @@ class Renderer:
                     except RenderFailure as exc:
                         failure = str(exc)
                         return
+                sizes = await asyncio.to_thread(_file_sizes, written)
                 async with self.sessions.begin() as session:
                     recorded = await repo.record_rendered_pages(
-                        session, job_id, written, render_lease_s=self.settings.render_lease_s
+                        session,
+                        job_id,
+                        written,
+                        render_lease_s=self.settings.render_lease_s,
+                        sizes=sizes,
                     )
                     if self.settings.dispatch_mode == "auto":  # publish them without a start
                         await notify_dispatchers(session, "rendered")
@@ -236,6 +242,16 @@ class Renderer:
             with contextlib.suppress(Exception):
                 async with self.sessions.begin() as session:
                     await repo.release_render_leases(session, mine)
+
+
+def _file_sizes(written: Iterable[tuple[int, str]]) -> dict[int, int]:
+    """Each written PNG's bytes, by page number, for the tenant's storage quota (a stat each,
+    on a thread: the pool hands back paths; a page already removed counts nothing)."""
+    sizes: dict[int, int] = {}
+    for number, path in written:
+        with contextlib.suppress(FileNotFoundError):
+            sizes[number] = os.stat(path).st_size
+    return sizes
 
 
 async def _exists(path: object) -> bool:

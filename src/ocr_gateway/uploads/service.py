@@ -39,6 +39,7 @@ from ocr_gateway.rendering.inspection import Inspection, Limits, inspect_documen
 from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.tenants import quotas
 from ocr_gateway.tenants import repository as tenants_repo
 from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
@@ -114,6 +115,7 @@ class UploadService:
 
         A refused upload raises a GatewayError and leaves no file and no row behind.
         """
+        await quotas.precheck_quotas(self.sessions, self.settings, caller.tenant)
         job_id = uuid.uuid4()
         temp_path = self.storage.temp_path(job_id)
         texts = TextFields(UPLOAD_TEXT_FIELDS)
@@ -148,6 +150,7 @@ class UploadService:
         All or nothing: a refusal raises a GatewayError (with the file's `index` when it is
         about one file) and leaves no file and no row of the batch behind.
         """
+        await quotas.precheck_quotas(self.sessions, self.settings, caller.tenant)
         job_ids: list[uuid.UUID] = []
 
         def temp_path(index: int) -> Path:
@@ -227,9 +230,17 @@ class UploadService:
     async def _record(
         self, jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]], owner: JobOwner
     ) -> None:
-        """Insert the jobs (`pending`) in one transaction: all of them or none."""
+        """Insert the jobs (`pending`) in one transaction: all of them or none, within the
+        tenant's quotas (checked under its lock, so concurrent uploads cannot overshoot)."""
         async with self.sessions.begin() as session:
             await tenants_repo.ensure_tenant(session, owner.tenant)
+            await quotas.enforce_quotas(
+                session,
+                self.settings,
+                owner.tenant,
+                new_jobs=len(jobs),
+                new_pages=sum(inspection.page_count for _, _, inspection in jobs),
+            )
             for job_id, upload, inspection in jobs:
                 await jobs_repo.create_job(
                     session,
