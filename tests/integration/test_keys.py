@@ -458,7 +458,14 @@ async def test_admin_key_routes_create_list_and_revoke(keyed: Api) -> None:
     unknown = await keyed.http.delete("/admin/keys/0123456789abcdef", headers=admin())
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
 
-    for body in ({"tenant": "bad name"}, {"tenant": "a" * 65}, {}, {"tenant": "x", "extra": 1}):
+    for body in (
+        {"tenant": "bad name"},
+        {"tenant": "a" * 65},
+        {},
+        {"tenant": "x", "extra": 1},
+        {"tenant": "x", "label": "nul\u0000byte"},
+        {"tenant": "x", "label": "l" * 201},
+    ):
         refused = await keyed.http.post("/admin/keys", json=body, headers=admin())
         assert refused.status_code == 422, (body, refused.text)
 
@@ -515,6 +522,7 @@ async def test_admin_tenant_routes_read_update_and_rotate(keyed: Api) -> None:
         {"callback_events": None},
         {"callback_url": "ftp://127.0.0.1/x"},
         {"callback_url": "not a url"},
+        {"callback_url": "http://127.0.0.1/\u0000"},
         {"callback_url": "http://127.0.0.1/" + "a" * 2048},
         {"unknown": 1},
     ):

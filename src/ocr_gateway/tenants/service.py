@@ -76,8 +76,8 @@ class TenantService:
     async def create_key(self, *, tenant: str, label: str | None = None) -> CreatedKey:
         """A new key for `tenant`, creating the tenant if it does not exist yet."""
         check_tenant_name(tenant)
-        if label is not None and len(label) > MAX_LABEL_CHARS:
-            raise InvalidField(f"a label is at most {MAX_LABEL_CHARS} characters")
+        if label is not None and (len(label) > MAX_LABEL_CHARS or not label.isprintable()):
+            raise InvalidField(f"a label is at most {MAX_LABEL_CHARS} printable characters")
         new = make_key()
         async with self.sessions.begin() as session:
             secret = await repo.ensure_tenant(session, tenant)
@@ -168,7 +168,7 @@ class TenantService:
             values["callback_events"] = CallbackEvents(values["callback_events"]).value
         if values.get("callback_url") is not None:
             url = values["callback_url"]
-            if not isinstance(url, str):
+            if not isinstance(url, str) or not url.isprintable():
                 raise InvalidField("callback_url must be a URL")
             values["callback_url"] = await check_callback_url(url, self.settings)
         return values
