@@ -154,8 +154,9 @@ async def record_outcome(
             f"""
             UPDATE webhook_deliveries
                SET status = :status,
-                   next_attempt_at = CASE WHEN :retry_in_s IS NULL THEN next_attempt_at
-                                          ELSE now() + make_interval(secs => :retry_in_s) END,
+                   next_attempt_at = COALESCE(
+                       now() + make_interval(secs => CAST(:retry_in_s AS double precision)),
+                       next_attempt_at),
                    last_status_code = :status_code,
                    last_error = :error,
                    updated_at = now()

@@ -41,7 +41,7 @@ MIN_WAIT_S = 0.01
 LEASE_MARGIN_S = 10.0
 # At most this much of a receiver's answer is read; of that, this much kept as `last_error`.
 MAX_RESPONSE_BYTES = 64 * 1024
-ERROR_SNIPPET_CHARS = 300
+ERROR_SNIPPET_CHARS = 200
 USER_AGENT = "ocr-gateway-webhooks/1"
 
 
@@ -246,7 +246,7 @@ class WebhookSender:
             claimed.webhook_id,
             claimed.attempt,
             attempt.status_code,
-            f" error={attempt.error!r}" if attempt.error else "",
+            f" error={attempt.error[:80]!r}" if attempt.error else "",
         )
 
     # ------------------------------------------------------------ waking up
