@@ -23,14 +23,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from httpx_ws import WebSocketDisconnect, aconnect_ws
-from starlette.routing import WebSocketRoute
 
 from ocr_gateway.app import API_PREFIX
 from ocr_gateway.components import Components
 from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import Gateway, isolated_gateway
+from tests.support.routes import served_routes
 from tests.support.tcp import served
 from tests.support.waiting import wait_until
 
@@ -58,22 +57,15 @@ Check = Callable[[World, str], Awaitable[None]]
 
 def client_routes(app: FastAPI) -> set[tuple[str, str]]:
     """(method, path under /api/v1) of every client route: "WS" for a websocket, "MOUNT" for
-    anything mounted there (which this test cannot call, so it fails until someone checks it).
-    (`app.routes` holds each included router as one entry; `iter_route_contexts` walks the
-    routes inside.)"""
+    anything mounted there (which this test cannot call, so it fails until someone checks it)."""
     found: set[tuple[str, str]] = set()
-    for route in iter_route_contexts(app.routes):
-        full = route.path or ""
-        if not full.startswith(API_PREFIX + "/"):
+    for route in served_routes(app):
+        if not route.path.startswith(API_PREFIX + "/"):
             continue  # /docs, /openapi.json, ...
-        path = full.removeprefix(API_PREFIX)
+        path = route.path.removeprefix(API_PREFIX)
         if path.startswith("/admin") or path == "/health":
             continue
-        if isinstance(route.original_route, WebSocketRoute):
-            methods = {"WS"}
-        else:
-            methods = set(route.methods or {"MOUNT"}) - {"HEAD", "OPTIONS"}
-        found.update((method, path) for method in methods)
+        found.add((route.method, path))
     return found
 
 

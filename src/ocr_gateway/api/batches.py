@@ -56,6 +56,7 @@ async def submit_jobs(uploads: UploadsDep, caller: CallerDep, request: Request) 
         jobs=[
             UploadAccepted(
                 job_id=upload.job_id,
+                tenant=caller.tenant,
                 filename=upload.filename,
                 media_type=upload.media_type.value,
                 total_page_number=upload.total_page_number,

@@ -22,6 +22,7 @@ class ErrorResponse(BaseModel):
 
 class UploadAccepted(BaseModel):
     job_id: uuid.UUID
+    tenant: str
     status: Literal["pending"] = "pending"
     filename: str
     media_type: str

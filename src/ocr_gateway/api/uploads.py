@@ -26,6 +26,7 @@ async def _accept(
     )
     return UploadAccepted(
         job_id=upload.job_id,
+        tenant=caller.tenant,
         filename=upload.filename,
         media_type=upload.media_type.value,
         total_page_number=upload.total_page_number,
