@@ -29,6 +29,7 @@ from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.webhooks import repository as webhooks_repo
 from tests.support.documents import blank_pdf
 from tests.support.gateway import Gateway, isolated_gateway, purge_queues, seed_pages
 from tests.support.http import wait_rendered
@@ -400,6 +401,7 @@ async def test_a_callback_url_refused_at_submit_leaves_nothing_behind(
     client: httpx.AsyncClient, services: Components, url: str, words: str
 ) -> None:
     assert services.settings.webhook_allow_hosts == ""
+    temp_before = set(services.settings.temp_dir.iterdir())
     response = await client.post(
         "/ocrpdf", files={"file": ("doc.pdf", blank_pdf(1))}, data={"callback_url": url}
     )
@@ -408,7 +410,7 @@ async def test_a_callback_url_refused_at_submit_leaves_nothing_behind(
     assert words in response.json()["detail"]
     async with services.sessions() as session:
         assert await session.scalar(text("SELECT count(*) FROM jobs")) == 0
-    assert list(services.settings.temp_dir.iterdir()) == []
+    assert set(services.settings.temp_dir.iterdir()) == temp_before
 
 
 async def test_a_refused_callback_events_value_is_422(client: httpx.AsyncClient) -> None:
@@ -521,3 +523,21 @@ async def test_deliveries_due_when_the_process_is_killed_are_sent_after_a_restar
             print(f"\nafter kill -9: {count} deliveries sent {elapsed:.1f} s after the restart")
         finally:
             await engine.dispose()
+
+
+async def test_a_claim_whose_sender_died_is_sent_when_its_lease_ends(
+    gw: Gateway, receiver: Receiver
+) -> None:
+    [job] = await seed_pages(gw, jobs=1, pages=1)
+    lease_s = 0.8
+    async with gw.services.sessions.begin() as session:
+        await session.execute(text("UPDATE tenants SET callback_url = :url"), {"url": receiver.url})
+        await events_repo.record_event(session, job, EventType.JOB_CANCELLED)
+        # A sender claims it in the same transaction, then dies without an outcome.
+        [claimed] = await webhooks_repo.claim_due(session, limit=10, lease_s=lease_s)
+    committed = time.perf_counter()
+    [request] = await receiver.wait_for(1, timeout=10)
+    assert request.at - committed >= lease_s * 0.9
+    assert request.webhook_id == claimed.webhook_id
+    [row] = await _wait_status(gw, "delivered")
+    assert row["attempts"] == 2  # the lost attempt counts
