@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,13 @@ import orjson
 
 from tests.support.net import free_port
 
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 429: "Too Many Requests"}
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +58,12 @@ class Answer:
 class Receiver:
     """Started with `async with Receiver() as receiver`; `url` is where to send webhooks."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, decide: Callable[[Received], Answer] | None = None
+    ) -> None:
+        """`decide`, when given, answers every request (a bench's random failures)."""
         self.port = port or free_port()
+        self.decide = decide
         self.received: list[Received] = []
         self.answers: deque[Answer] = deque()  # answered in turn, then `default`
         self.default = Answer(200)
@@ -118,9 +129,13 @@ class Receiver:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.received.append(Received(method, path, headers, body))
+                request = Received(method, path, headers, body)
+                self.received.append(request)
                 self._arrived.set()
-                answer = self.answers.popleft() if self.answers else self.default
+                if self.decide is not None:
+                    answer = self.decide(request)
+                else:
+                    answer = self.answers.popleft() if self.answers else self.default
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 closing = headers.get("connection", "").lower() == "close"

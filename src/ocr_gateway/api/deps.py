@@ -20,6 +20,7 @@ from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
 from ocr_gateway.uploads.service import UploadService
+from ocr_gateway.webhooks.sender import WebhookSender
 
 
 def _components(request: Request) -> Components:
@@ -59,6 +60,10 @@ def get_tenants(request: Request) -> TenantService:
     return _components(request).tenants
 
 
+def get_webhooks(request: Request) -> WebhookSender:
+    return _components(request).webhooks
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -72,6 +77,7 @@ EventsDep = Annotated[EventHub, Depends(get_events)]
 ExportsDep = Annotated[ExportService, Depends(get_exports)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
+WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 TenantsDep = Annotated[TenantService, Depends(get_tenants)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")

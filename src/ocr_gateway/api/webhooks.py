@@ -5,14 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from ocr_gateway.api.deps import require_admin_key
+from ocr_gateway.api.deps import WebhooksDep, require_admin_key
 from ocr_gateway.api.openapi import errors
-from ocr_gateway.components import Components
 from ocr_gateway.db.models import TENANT_NAME_PATTERN, DeliveryStatus
 from ocr_gateway.webhooks.schemas import DeliveryList, DeliveryView
-from ocr_gateway.webhooks.sender import WebhookSender
 
 router = APIRouter(
     prefix="/admin/webhooks",
@@ -20,14 +18,6 @@ router = APIRouter(
     dependencies=[Depends(require_admin_key)],
     responses=errors(401),
 )
-
-
-def get_webhooks(request: Request) -> WebhookSender:
-    components: Components = request.app.state.components
-    return components.webhooks
-
-
-WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 
 
 @router.get(

@@ -65,7 +65,15 @@ def configure_logging(logs_dir: Path, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [logging.handlers.QueueHandler(records)]
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "sqlalchemy.engine", "multipart", "python_multipart"):
+    for noisy in (
+        "aiormq",
+        "aio_pika",
+        "sqlalchemy.engine",
+        "multipart",
+        "python_multipart",
+        "httpx",  # a line per webhook attempt; the sender logs outcomes itself
+        "httpcore",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     atexit.register(stop_logging)
 
