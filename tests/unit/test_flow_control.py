@@ -10,6 +10,9 @@ from ocr_gateway.dispatch.flow import (
     FIRST_BACKOFF_S,
     MAX_BACKOFF_S,
     backoff_after_failure,
+    claim_ahead,
+    claim_size,
+    may_claim,
     next_backoff,
     room_in_queue,
 )
@@ -62,3 +65,32 @@ def test_a_failure_during_a_long_backoff_keeps_it() -> None:
         backoff = next_backoff(backoff_after_failure(backoff))
     assert backoff == 16.0
     assert next_backoff(0.0) == 0.0, "no failure, no wait"
+
+
+def test_claims_stay_a_few_batches_ahead_of_the_publishers() -> None:
+    assert claim_ahead(32, 16) == 64
+    assert claim_ahead(1, 16) == 33
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "room", "unsent", "size"),
+    [
+        (256, 1000, 0, 64),  # never more ahead than claim_ahead, whatever the batch size
+        (256, 1000, 40, 24),
+        (256, 1000, 48, 16),
+        (256, 1000, 49, 0),  # less than a prepare batch free: wait for publishes
+        (256, 1000, 64, 0),
+        (256, 10, 0, 10),  # the high-water mark still rules
+        (256, -5, 0, 0),
+        (8, 1000, 0, 8),
+    ],
+)
+def test_claim_size(batch_size: int, room: int, unsent: int, size: int) -> None:
+    assert claim_size(batch_size, room, 64, unsent, 16) == size
+    assert may_claim(64, unsent, 16) == (unsent <= 48)
+
+
+def test_a_lookahead_smaller_than_a_batch_still_claims_when_nothing_is_unsent() -> None:
+    assert may_claim(8, 0, 16)
+    assert claim_size(256, 1000, 8, 0, 16) == 8
+    assert not may_claim(8, 1, 16)

@@ -29,7 +29,14 @@ from ocr_gateway.dispatch.bodies import (
     prepare_batch,
     release_bodies,
 )
-from ocr_gateway.dispatch.flow import backoff_after_failure, next_backoff, room_in_queue
+from ocr_gateway.dispatch.flow import (
+    backoff_after_failure,
+    claim_ahead,
+    claim_size,
+    may_claim,
+    next_backoff,
+    room_in_queue,
+)
 from ocr_gateway.dispatch.outcomes import OutcomeRecorder, Outcomes
 from ocr_gateway.messaging.amqp import Broker, PublishFailed
 
@@ -55,6 +62,9 @@ class Dispatcher:
         self._cancelled: asyncio.Task[None] | None = None
         self._claiming: asyncio.Future[list[repo.ClaimedPage]] | None = None
         self._held: set[int] = set()
+        # Pages claimed and not yet published (or found unreadable), and its wake-up.
+        self._unsent = 0
+        self._sent = asyncio.Event()
         self._recorder = OutcomeRecorder(sessions, self._held)
         self._backoff = 0.0
         self._stop_requested = False
@@ -182,6 +192,7 @@ class Dispatcher:
             outcomes.unconfirmed.extend(page for page in self._held if page not in settled)
             await _settle_despite_cancel(self._recorder.flush_until_written(outcomes))
             release_bodies(queue)
+            self._unsent = 0
             log.info("publishing session ended; its pages are queued or pending")
 
     async def _feed(
@@ -191,8 +202,14 @@ class Dispatcher:
         outcomes: Outcomes,
     ) -> None:
         """Claim requested pages batch by batch, within the queue's high-water mark, and keep
-        up to PREPARE_AHEAD batches of PREPARE_BATCH pages being read and encoded."""
+        up to PREPARE_AHEAD batches of PREPARE_BATCH pages being read and encoded.
+
+        Claims stay only `claim_ahead` pages ahead of publishing, so that a tenant whose pages
+        arrive while another's backlog publishes is served in the next claim, not after
+        hundreds of pages already claimed (the claim shares itself between tenants).
+        """
         slots = asyncio.Semaphore(PREPARE_AHEAD)
+        ahead = claim_ahead(self.settings.publisher_concurrency, PREPARE_BATCH)
         while True:
             # A stop cancels this task; the flag covers a cancellation lost in a race with a
             # wake-up, so a stopped session can never keep feeding or waiting.
@@ -201,13 +218,17 @@ class Dispatcher:
             if self._backoff:
                 await asyncio.sleep(self._backoff)
                 self._backoff = next_backoff(self._backoff)
+            if not may_claim(ahead, self._unsent, PREPARE_BATCH):
+                await self._until_sent()
+                continue
             room = await self._room_in_queue()
             if room <= 0:
                 await self._pause()
                 continue
-            self._claiming = asyncio.ensure_future(
-                self._claim(min(self.settings.dispatch_batch_size, room))
+            size = claim_size(
+                self.settings.dispatch_batch_size, room, ahead, self._unsent, PREPARE_BATCH
             )
+            self._claiming = asyncio.ensure_future(self._claim(size))
             claimed = await asyncio.shield(self._claiming)
             if not claimed:
                 async with self.sessions.begin() as session:
@@ -245,6 +266,7 @@ class Dispatcher:
                         "page image missing job_id=%s page_number=%d", page.job_id, page.page_number
                     )
                     outcomes.missing.append(page.id)
+                    self._sent_one()
                 else:
                     log.error(
                         "page image unreadable job_id=%s page_number=%d: %s",
@@ -253,6 +275,7 @@ class Dispatcher:
                         error,
                     )
                     outcomes.unconfirmed.append(page.id)
+                    self._sent_one()
         finally:
             slots.release()
 
@@ -264,7 +287,20 @@ class Dispatcher:
                 session, limit=limit, lease_s=self.settings.dispatch_lease_s
             )
         self._held.update(page.id for page in claimed)
+        self._unsent += len(claimed)
         return claimed
+
+    def _sent_one(self) -> None:
+        """A claimed page has left the pipeline (published, refused, or unreadable)."""
+        self._unsent -= 1
+        self._sent.set()
+
+    async def _until_sent(self) -> None:
+        """Wait until a claimed page has been published (or the poll interval passed)."""
+        self._sent.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.dispatch_poll_s):
+                await self._sent.wait()
 
     async def _room_in_queue(self) -> int:
         try:
@@ -309,6 +345,7 @@ class Dispatcher:
             self._settle(item, publish, outcomes)
 
     def _settle(self, item: Outgoing, publish: asyncio.Future[None], outcomes: Outcomes) -> None:
+        self._sent_one()
         error = publish.exception()
         if error is None:
             outcomes.confirmed.append(item.page_id)

@@ -17,6 +17,34 @@ def room_in_queue(high_water: int, depth: int, held: int) -> int:
     return high_water - depth - held
 
 
+def claim_ahead(publishers: int, prepare_batch: int) -> int:
+    """How many pages may be claimed and not yet published: the publishers' own, and two
+    prepare batches to hand them while the next claim is made and read.
+
+    A claim's pages go out behind those claimed before it, so this bounds how long a tenant
+    that has just submitted waits behind another's backlog (its pages are in the next claim,
+    which the tenants share). Measured with 32 publishers: B's 3 pages went out 45th to 53rd
+    after B's submission instead of ~200th with claims of 256 ahead, at the same publish rate;
+    one prepare batch fewer put them ~25th but cost a fifth of the rate.
+    """
+    return publishers + 2 * prepare_batch
+
+
+def may_claim(ahead: int, unsent: int, prepare_batch: int) -> bool:
+    """Whether a prepare batch's worth of pages (or all `ahead`, if fewer) may be claimed:
+    with `unsent` pages claimed and not yet published, claims are never made a page at a time."""
+    return ahead - unsent >= min(prepare_batch, ahead)
+
+
+def claim_size(batch_size: int, room: int, ahead: int, unsent: int, prepare_batch: int) -> int:
+    """How many pages to claim now: within the batch size, the room under the high-water mark
+    and the pages that may be claimed ahead of publishing (`ahead` less the `unsent`); 0 while
+    `may_claim` says no."""
+    if not may_claim(ahead, unsent, prepare_batch):
+        return 0
+    return max(0, min(batch_size, room, ahead - unsent))
+
+
 def backoff_after_failure(backoff: float) -> float:
     """The wait before the next claim once a publish failed: at least FIRST_BACKOFF_S."""
     return max(backoff, FIRST_BACKOFF_S)

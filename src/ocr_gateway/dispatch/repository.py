@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
 from ocr_gateway.db.models import (
+    DEFAULT_TENANT,
     DispatchRequest,
     DispatchState,
     JobStatus,
@@ -145,40 +146,90 @@ class ClaimedPage:
     job_id: uuid.UUID
     page_number: int
     path: str
+    tenant: str = DEFAULT_TENANT
+
+
+# A page a start covers, unless its job was cancelled (`pp` is the page).
+_CLAIMABLE = f"""
+    pp.status = {PageStatus.PENDING.sql}
+    AND NOT EXISTS (SELECT 1 FROM jobs j
+                     WHERE j.job_id = pp.job_id AND j.status = {JobStatus.CANCELLED.sql})
+    AND EXISTS (SELECT 1 FROM dispatch_requests r
+                 WHERE r.job_id IS NULL
+                    OR (r.job_id = pp.job_id
+                        AND (r.page_number IS NULL OR r.page_number = pp.page_number)))"""
+
+
+def _of_tenant(name: str) -> str:
+    """`pp` is a page of the tenant `name`, read from `ix_pages_tenant_pending`.
+
+    BETWEEN means `=` here, and is what makes PostgreSQL 15 use that index: with `=`, it costs
+    a scan of `ix_pages_pending` filtered by tenant as cheaper (it assumes each tenant's pages
+    are spread evenly), and a tenant whose few pages come after another's backlog then reads
+    the whole backlog at every claim (500 ms instead of 3 ms behind 200,000 pages, measured).
+    """
+    return f"pp.tenant BETWEEN {name} AND {name}"
 
 
 async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> list[ClaimedPage]:
-    """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED)."""
+    """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED),
+    shared fairly between the tenants that have some, and return them in publishing order.
+
+    Each tenant with a claimable page gets a share of the claim in proportion to its weight,
+    its oldest pages first, read from `ix_pages_tenant_pending` (a LATERAL per tenant). The
+    pages are interleaved by weighted turn: a tenant's n-th page has turn (n - 1/2) / weight,
+    so weights 2 and 1 take pages as A A B A A B ..., and equal weights alternate. A tenant
+    with fewer pages than its share leaves the rest of this claim unused; the next one,
+    made as soon as this one is handed on, gives it to the others.
+    """
     rows = (
         await session.execute(
             text(
                 f"""
-                UPDATE pages p
-                   SET status = {PageStatus.PUBLISHING.sql},
-                       lease_until = now() + make_interval(secs => :lease),
-                       publish_attempts = p.publish_attempts + 1,
-                       updated_at = now()
-                  FROM (SELECT pp.id FROM pages pp
-                         WHERE pp.status = {PageStatus.PENDING.sql}
-                           AND NOT EXISTS (SELECT 1 FROM jobs j
-                                            WHERE j.job_id = pp.job_id
-                                              AND j.status = {JobStatus.CANCELLED.sql})
-                           AND EXISTS (SELECT 1 FROM dispatch_requests r
-                                        WHERE r.job_id IS NULL
-                                           OR (r.job_id = pp.job_id
-                                               AND (r.page_number IS NULL
-                                                    OR r.page_number = pp.page_number)))
-                         ORDER BY pp.id
-                         LIMIT :limit
-                           FOR UPDATE SKIP LOCKED) c
-                 WHERE p.id = c.id
-             RETURNING p.id, p.job_id, p.page_number, p.path
+                WITH waiting AS (
+                    SELECT t.name, t.weight
+                      FROM tenants t
+                     CROSS JOIN LATERAL (
+                           SELECT 1 FROM pages pp
+                            WHERE {_of_tenant("t.name")} AND {_CLAIMABLE}
+                            ORDER BY pp.tenant, pp.id
+                            LIMIT 1) first_page
+                ),
+                picked AS (
+                    SELECT c.id, w.weight,
+                           row_number() OVER (PARTITION BY w.name ORDER BY c.id) AS n
+                      FROM waiting w
+                     CROSS JOIN LATERAL (
+                           SELECT pp.id FROM pages pp
+                            WHERE {_of_tenant("w.name")} AND {_CLAIMABLE}
+                            ORDER BY pp.tenant, pp.id
+                            LIMIT ceil(:limit * w.weight::numeric
+                                       / (SELECT sum(weight) FROM waiting))
+                              FOR UPDATE OF pp SKIP LOCKED) c
+                ),
+                chosen AS (
+                    SELECT id, (n - 0.5) / weight AS turn
+                      FROM picked
+                     ORDER BY turn, id
+                     LIMIT :limit
+                ),
+                claimed AS (
+                    UPDATE pages p
+                       SET status = {PageStatus.PUBLISHING.sql},
+                           lease_until = now() + make_interval(secs => :lease),
+                           publish_attempts = p.publish_attempts + 1,
+                           updated_at = now()
+                      FROM chosen c
+                     WHERE p.id = c.id
+                 RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, c.turn
+                )
+                SELECT id, job_id, page_number, path, tenant FROM claimed ORDER BY turn, id
                 """
             ),
             {"lease": lease_s, "limit": limit},
         )
     ).all()
-    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path) for r in rows]
+    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant) for r in rows]
 
 
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
