@@ -41,17 +41,28 @@ from bench.harness.profiles import CpuWatch, Profiler
 from bench.harness.report import machine, report, table, versions
 from bench.harness.rows import SECTION_ROWS, make_rows
 from bench.harness.service import Service
-from bench.sections import admin, events, exports, flow, publish, render, scale, upload
+from bench.sections import (
+    admin,
+    events,
+    exports,
+    flow,
+    publish,
+    render,
+    scale,
+    tenants,
+    upload,
+)
 
 
 async def main_async(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.runs)
-    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 10))
+    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 11))
     if 5 in wanted:
         wanted.add(4)
     ctx = Context(plan, args.keep)
     rows = make_rows(plan, ctx.workers, ctx.dpi, ctx.gray, ctx.niceness)
     rows.update(exports.export_rows(exports.export_pages(plan.quick)))
+    rows.update({row.key: row for row in tenants.tenant_rows(plan.webhooks, plan.tenant_backlog)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -63,7 +74,7 @@ async def main_async(args: argparse.Namespace) -> int:
             for key in keys:
                 rows[key].status = "not run (--only)"
 
-    async def guarded(num: int, svc: Service, work: Callable[[], Awaitable[None]]) -> None:
+    async def guarded(num: int, svc: Service | None, work: Callable[[], Awaitable[None]]) -> None:
         nonlocal failures
         if num not in wanted:
             return
@@ -78,7 +89,7 @@ async def main_async(args: argparse.Namespace) -> int:
             for key in SECTION_ROWS[num]:
                 if not rows[key].values:
                     rows[key].status = f"error: {exc}"[:200]
-        pids = {os.getpid()} | svc.pids
+        pids = {os.getpid()} | (svc.pids if svc is not None else set())
         section_notes[num] = watch.end(pids)
         log(f"section {num} done: {section_notes[num]}")
 
@@ -121,6 +132,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 await guarded(9, client_svc, lambda: exports.run(ctx, client_svc, rows))
             finally:
                 await client_svc.stop()
+        if 10 in wanted:
+            await guarded(
+                10,
+                None,  # the section starts the services it compares
+                lambda: tenants.run(ctx, rows, plan.webhooks, plan.tenant_backlog),
+            )
     except Exception as exc:
         failures += 1
         traceback.print_exc()
@@ -175,8 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/<id> (logs, profiles)")
     args = parser.parse_args(argv)
-    if args.only and not re.fullmatch(r"[1-9](,[1-9])*", args.only):
-        parser.error("--only takes section numbers 1-9, comma-separated")
+    if args.only and not re.fullmatch(r"(10|[1-9])(,(10|[1-9]))*", args.only):
+        parser.error("--only takes section numbers 1-10, comma-separated")
     if args.runs is not None and not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     return args

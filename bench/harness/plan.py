@@ -38,6 +38,8 @@ class Plan:
     event_jobs: int
     event_results: int
     event_rate: float  # results/s arriving while subscribers follow
+    webhooks: int  # deliveries sent to a receiver that fails 30% of the time
+    tenant_backlog: int  # tenant A's pages publishing when tenant B submits
 
 
 def make_plan(quick: bool, runs: int | None) -> Plan:
@@ -68,6 +70,8 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
             event_jobs=2,
             event_results=80,
             event_rate=100.0,
+            webhooks=500,
+            tenant_backlog=2000,
         )
     return Plan(
         quick=False,
@@ -96,6 +100,8 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
         event_jobs=10,
         event_results=2000,
         event_rate=200.0,
+        webhooks=10_000,
+        tenant_backlog=5000,
     )
 
 

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     # Publishing
     publisher_concurrency: int = Field(default=32, gt=0)
     publish_timeout_s: float = Field(default=15.0, gt=0)
+    # Capped by the pages a dispatcher keeps claimed ahead (publishers + 32: dispatch/flow.py).
     dispatch_batch_size: int = Field(default=256, gt=0)
     dispatch_lease_s: float = Field(default=120.0, gt=0)
     dispatch_poll_s: float = Field(default=1.0, gt=0)
