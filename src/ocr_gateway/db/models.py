@@ -114,7 +114,18 @@ class Base(DeclarativeBase):
     pass
 
 
-class Tenant(Base):
+class Timestamped:
+    """`created_at` and `updated_at`, both set by the database; updates set `updated_at`."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Tenant(Timestamped, Base):
     """A client organisation: its jobs, keys, limits, dispatch weight and webhook secret.
 
     A limit left NULL takes the default from settings (`OCR_GATEWAY_TENANT_*`).
@@ -132,12 +143,6 @@ class Tenant(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_events: Mapped[str] = mapped_column(
         String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
-    )
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
     )
 
     __table_args__ = (
@@ -165,7 +170,7 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class Job(Base):
+class Job(Timestamped, Base):
     __tablename__ = "jobs"
 
     job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -194,12 +199,6 @@ class Job(Base):
     callback_events: Mapped[str] = mapped_column(
         String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
     )
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
@@ -221,7 +220,7 @@ class Job(Base):
     )
 
 
-class Page(Base):
+class Page(Timestamped, Base):
     __tablename__ = "pages"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -241,12 +240,6 @@ class Page(Base):
     error: Mapped[str | None] = mapped_column(Text)
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
 
     __table_args__ = (
         UniqueConstraint("job_id", "page_number", name="uq_pages_job_page"),
@@ -292,7 +285,7 @@ class JobEvent(Base):
     __table_args__ = (Index("ix_job_events_job_id", "job_id", "id"),)
 
 
-class WebhookDelivery(Base):
+class WebhookDelivery(Timestamped, Base):
     """The outbox: one webhook to send, written in the same transaction as the event it tells
     of. Its body and `webhook_id` are fixed at that moment, so every retry is the same message."""
 
@@ -312,12 +305,6 @@ class WebhookDelivery(Base):
     )
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
 
     __table_args__ = (
         Index(

@@ -17,10 +17,9 @@ import logging
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
-
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.db.listen import listen_forever
 from ocr_gateway.dispatch import repository as repo
 from ocr_gateway.dispatch.bodies import (
     PREPARE_AHEAD,
@@ -132,26 +131,15 @@ class Dispatcher:
 
     async def listen(self) -> None:
         """LISTEN for start/stop from any process; reconnects when the database comes back."""
-        dsn = self.settings.sync_database_url
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(dsn, timeout=10)
-                await connection.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
-                while not connection.is_closed():
-                    await asyncio.sleep(self.settings.dispatch_poll_s)
-                    await connection.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("dispatch listener lost its connection: %s", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                if connection is not None and not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
+        await listen_forever(
+            self.settings.sync_database_url,
+            repo.NOTIFY_CHANNEL,
+            self._on_notify,
+            ping_s=self.settings.dispatch_poll_s,
+            what="dispatch listener",
+        )
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         if payload == "stop":
             asyncio.get_running_loop().create_task(self.halt())
         self.wake()

@@ -17,10 +17,9 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 
-import asyncpg
-
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.db.listen import listen_forever
 from ocr_gateway.events import repository as repo
 from ocr_gateway.events.types import JobEventOut
 
@@ -179,27 +178,17 @@ class EventHub:
 
     async def listen(self) -> None:
         """LISTEN on one connection of its own; after a reconnect, every feed catches up."""
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(self.settings.sync_database_url, timeout=10)
-                await connection.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
-                self.refresh_all()
-                while not connection.is_closed():
-                    await asyncio.sleep(POLL_S)
-                    await connection.execute("SELECT 1")
-                    self.refresh_all()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("event listener lost its connection: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-            finally:
-                if connection is not None and not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
+        await listen_forever(
+            self.settings.sync_database_url,
+            repo.NOTIFY_CHANNEL,
+            self._on_notify,
+            ping_s=POLL_S,
+            what="event listener",
+            on_connected=self.refresh_all,
+            on_ping=self.refresh_all,
+        )
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         if payload == repo.EVERY_JOB:
             self.refresh_all()
             return

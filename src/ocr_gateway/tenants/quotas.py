@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,7 +58,18 @@ class Breach:
     uploads_to_leave: int = 0
 
 
-def resolve_limits(settings: Settings, usage: TenantUsage) -> Limits:
+class LimitOverrides(Protocol):
+    """A tenant's own limits (None: the default): its row, or its usage read with them."""
+
+    @property
+    def max_pending_pages(self) -> int | None: ...
+    @property
+    def uploads_per_minute(self) -> int | None: ...
+    @property
+    def max_stored_bytes(self) -> int | None: ...
+
+
+def resolve_limits(settings: Settings, usage: LimitOverrides) -> Limits:
     """The tenant's own limits where its row sets them, the settings' defaults elsewhere."""
     own = {
         name

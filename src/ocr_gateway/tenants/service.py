@@ -19,6 +19,7 @@ from ocr_gateway.db.models import CallbackEvents, Tenant
 from ocr_gateway.tenants import repository as repo
 from ocr_gateway.tenants.access import check_tenant_name
 from ocr_gateway.tenants.keys import make_key, parse_key
+from ocr_gateway.tenants.quotas import resolve_limits
 from ocr_gateway.tenants.repository import KeyRow
 from ocr_gateway.webhooks.guard import check_callback_url
 
@@ -174,7 +175,7 @@ class TenantService:
         return values
 
     def _info(self, tenant: Tenant) -> TenantInfo:
-        settings = self.settings
+        limits = resolve_limits(self.settings, tenant)
         return TenantInfo(
             name=tenant.name,
             weight=tenant.weight,
@@ -186,18 +187,12 @@ class TenantService:
             created_at=tenant.created_at,
             updated_at=tenant.updated_at,
             limits=TenantLimits(
-                max_pending_pages=_or(tenant.max_pending_pages, settings.tenant_max_pending_pages),
-                uploads_per_minute=_or(
-                    tenant.uploads_per_minute, settings.tenant_uploads_per_minute
-                ),
-                max_stored_bytes=_or(tenant.max_stored_bytes, settings.tenant_max_stored_bytes),
+                max_pending_pages=limits.max_pending_pages,
+                uploads_per_minute=limits.uploads_per_minute,
+                max_stored_bytes=limits.max_stored_bytes,
             ),
         )
 
 
 def _in_range(value: object, highest: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= highest
-
-
-def _or(value: int | None, default: int) -> int:
-    return default if value is None else value

@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 
 from ocr_gateway.core.errors import InvalidField, MalformedRequest, NotFound
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
+from ocr_gateway.db.listen import listen_forever
 from ocr_gateway.db.models import DeliveryStatus, WebhookDelivery
 from ocr_gateway.webhooks import guard, signing
 from ocr_gateway.webhooks import repository as repo
@@ -253,27 +253,17 @@ class WebhookSender:
     # ------------------------------------------------------------ waking up
 
     async def _listen(self) -> None:
-        """LISTEN for new deliveries on a connection of its own; reconnect when it drops."""
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(self.settings.sync_database_url, timeout=10)
-                await connection.add_listener(repo.WEBHOOKS_CHANNEL, self._on_notify)
-                self._wake.set()  # a NOTIFY may have been missed while disconnected
-                while not connection.is_closed():
-                    await asyncio.sleep(POLL_S * 5)
-                    await connection.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("webhook listener lost its connection: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-            finally:
-                if connection is not None and not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
+        """LISTEN for new deliveries; a NOTIFY missed while disconnected is made up for."""
+        await listen_forever(
+            self.settings.sync_database_url,
+            repo.WEBHOOKS_CHANNEL,
+            self._on_notify,
+            ping_s=POLL_S * 5,
+            what="webhook listener",
+            on_connected=self._wake.set,
+        )
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: str) -> None:
+    def _on_notify(self, _payload: str) -> None:
         self._wake.set()
 
     # ------------------------------------------------------------ the operator's view
