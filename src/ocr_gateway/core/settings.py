@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     render_lease_s: float = Field(default=300.0, gt=0)
     orphan_temp_age_s: float = Field(default=3600.0, ge=0)
 
+    # Tasks: base64 images in a JSON body (`/image-sync`, `/image`)
+    sync_timeout_s: float = Field(default=60.0, gt=0)
+    max_images_per_request: int = Field(default=16, gt=0)
+    # Refused while it streams: a body is read into memory, so this bounds it (base64 of
+    # 16 page scans is ~20 MiB).
+    max_json_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
     # Publishing
     publisher_concurrency: int = Field(default=32, gt=0)
     publish_timeout_s: float = Field(default=15.0, gt=0)

@@ -195,6 +195,10 @@ class Job(Timestamped, Base):
     render_lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # Bytes of this job under files/ (its page PNGs), for the tenant's storage quota.
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A task (`/image`, `/image-sync`) is published at once and ahead of batch pages; its
+    # images' frame counts, in the order sent, map its pages back to its images.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    task_frames: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_events: Mapped[str] = mapped_column(
         String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
@@ -232,6 +236,8 @@ class Page(Timestamped, Base):
     tenant: Mapped[str] = mapped_column(
         String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
     )
+    # The job's priority, copied here like the tenant, so claims find a task's pages at once.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     page_number: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PageStatus.PENDING)
@@ -247,6 +253,11 @@ class Page(Timestamped, Base):
             "ix_pages_pending",
             "id",
             postgresql_where=sql(f"status = {PageStatus.PENDING.sql}"),
+        ),
+        Index(
+            "ix_pages_priority_pending",
+            "id",
+            postgresql_where=sql(f"status = {PageStatus.PENDING.sql} AND priority > 0"),
         ),
         Index(
             "ix_pages_tenant_pending",
