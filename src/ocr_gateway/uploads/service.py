@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.core.errors import (
     BadUpload,
@@ -131,11 +133,11 @@ class UploadService:
         try:
             owner = await self._owner(caller, texts)
             inspection = await self._inspect(str(temp_path), upload.media_type)
-            await self._record([(job_id, upload, inspection)], owner)
+            await self.record_jobs([(job_id, upload, inspection)], owner)
         except BaseException:
             await self.storage.remove_file(temp_path)
             raise
-        return self._hand_on(job_id, upload, inspection)
+        return self.hand_on(job_id, upload, inspection)
 
     async def accept_batch(
         self,
@@ -171,18 +173,19 @@ class UploadService:
         )
         try:
             owner = await self._owner(caller, texts)
-            inspections = await self._inspect_batch(uploads)
+            inspections = await self.inspect_batch(uploads)
             batch = list(zip(job_ids, uploads, inspections, strict=True))
-            await self._record(batch, owner)
+            await self.record_jobs(batch, owner)
         except BaseException:
             for upload in uploads:
                 await self.storage.remove_file(upload.path)
             raise
         log.info("batch accepted files=%d", len(batch))
-        return [self._hand_on(*accepted) for accepted in batch]
+        return [self.hand_on(*accepted) for accepted in batch]
 
-    async def _inspect_batch(self, uploads: Sequence[SpooledUpload]) -> list[Inspection]:
-        """Inspect a batch's files concurrently, each in a process of its own.
+    async def inspect_batch(self, uploads: Sequence[SpooledUpload]) -> list[Inspection]:
+        """Inspect a batch's files (or a task's images) concurrently, each in a process of
+        its own.
 
         At most one fewer than the pool's processes at once, so the pool's first-come queue
         always holds a free turn for other uploads. After a refusal, no further file starts;
@@ -227,11 +230,16 @@ class UploadService:
             url = await check_callback_url(url, self.settings)
         return JobOwner(caller.tenant, url, CallbackEvents(events))
 
-    async def _record(
-        self, jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]], owner: JobOwner
+    async def record_jobs(
+        self,
+        jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]],
+        owner: JobOwner,
+        *,
+        then: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         """Insert the jobs (`pending`) in one transaction: all of them or none, within the
-        tenant's quotas (checked under its lock, so concurrent uploads cannot overshoot)."""
+        tenant's quotas (checked under its lock, so concurrent uploads cannot overshoot).
+        `then` adds its own statements to that transaction (a task's columns and its start)."""
         async with self.sessions.begin() as session:
             await tenants_repo.ensure_tenant(session, owner.tenant)
             await quotas.enforce_quotas(
@@ -253,8 +261,10 @@ class UploadService:
                     callback_url=owner.callback_url,
                     callback_events=owner.callback_events,
                 )
+            if then is not None:
+                await then(session)
 
-    def _hand_on(
+    def hand_on(
         self, job_id: uuid.UUID, upload: SpooledUpload, inspection: Inspection
     ) -> AcceptedUpload:
         """Log a recorded job and schedule its rendering."""
