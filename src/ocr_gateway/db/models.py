@@ -199,6 +199,8 @@ class Job(Timestamped, Base):
     # images' frame counts, in the order sent, map its pages back to its images.
     priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     task_frames: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    # Whether a task's `image_data` was a list (its result is a list of texts) or one string.
+    task_list: Mapped[bool | None] = mapped_column(Boolean)
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_events: Mapped[str] = mapped_column(
         String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
