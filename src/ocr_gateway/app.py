@@ -11,7 +11,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ocr_gateway import __version__
-from ocr_gateway.api import admin, batches, exports, health, jobs, tenants, uploads, webhooks
+from ocr_gateway.api import (
+    admin,
+    batches,
+    exports,
+    health,
+    jobs,
+    tasks,
+    tenants,
+    uploads,
+    webhooks,
+)
 from ocr_gateway.api.docs import install_docs
 from ocr_gateway.api.errors import install_error_handlers
 from ocr_gateway.components import open_components
@@ -74,5 +84,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(tenants.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(tasks.router, prefix=API_PREFIX)
+    # The paths that clients of the Celery-based OCR API call, with the same handlers; the
+    # OpenAPI document lists these operations once, under /api/v1.
+    app.include_router(tasks.router, include_in_schema=False)
     install_docs(app)
     return app

@@ -25,6 +25,7 @@ from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.results.consumer import ResultsConsumer
+from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
 from ocr_gateway.uploads.service import UploadService
@@ -51,6 +52,7 @@ class Components:
     keys: KeyRing
     tenants: TenantService
     webhooks: WebhookSender
+    tasks: TaskService
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -75,21 +77,24 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     renderer = Renderer(settings, sessions, storage, render_pool)
     dispatcher = Dispatcher(settings, sessions, broker) if run_dispatcher else None
     control = DispatchControl(settings, sessions, broker, dispatcher)
+    uploads = UploadService(settings, sessions, storage, renderer, inspect_pool)
+    events = EventHub(settings, sessions)
     components = Components(
         settings=settings,
         sessions=sessions,
         broker=broker,
         storage=storage,
         renderer=renderer,
-        uploads=UploadService(settings, sessions, storage, renderer, inspect_pool),
+        uploads=uploads,
         jobs=JobService(settings, sessions, storage, renderer, control),
         control=control,
         consumer=ResultsConsumer(settings, sessions, broker),
-        events=EventHub(settings, sessions),
+        events=events,
         exports=ExportService(settings, sessions, storage, render_pool),
         keys=KeyRing(settings, sessions),
         tenants=TenantService(settings, sessions),
         webhooks=WebhookSender(settings, sessions),
+        tasks=TaskService(settings, sessions, storage, uploads, events),
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)

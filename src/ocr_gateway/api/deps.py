@@ -16,6 +16,7 @@ from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
+from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
@@ -64,6 +65,10 @@ def get_webhooks(request: Request) -> WebhookSender:
     return _components(request).webhooks
 
 
+def get_tasks(request: Request) -> TaskService:
+    return _components(request).tasks
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -79,6 +84,7 @@ HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 TenantsDep = Annotated[TenantService, Depends(get_tenants)]
+TasksDep = Annotated[TaskService, Depends(get_tasks)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
