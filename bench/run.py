@@ -49,6 +49,7 @@ from bench.sections import (
     publish,
     render,
     scale,
+    tasks,
     tenants,
     upload,
 )
@@ -56,13 +57,14 @@ from bench.sections import (
 
 async def main_async(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.runs)
-    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 11))
+    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 12))
     if 5 in wanted:
         wanted.add(4)
     ctx = Context(plan, args.keep)
     rows = make_rows(plan, ctx.workers, ctx.dpi, ctx.gray, ctx.niceness)
     rows.update(exports.export_rows(exports.export_pages(plan.quick)))
     rows.update({row.key: row for row in tenants.tenant_rows(plan.webhooks, plan.tenant_backlog)})
+    rows.update({row.key: row for row in tasks.task_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -138,6 +140,9 @@ async def main_async(args: argparse.Namespace) -> int:
                 None,  # the section starts the services it compares
                 lambda: tenants.run(ctx, rows, plan.webhooks, plan.tenant_backlog),
             )
+        if 11 in wanted:
+            # The section starts its service, OCR workers and the Celery anchor itself.
+            await guarded(11, None, lambda: tasks.run(ctx, rows))
     except Exception as exc:
         failures += 1
         traceback.print_exc()
@@ -192,8 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/<id> (logs, profiles)")
     args = parser.parse_args(argv)
-    if args.only and not re.fullmatch(r"(10|[1-9])(,(10|[1-9]))*", args.only):
-        parser.error("--only takes section numbers 1-10, comma-separated")
+    if args.only and not re.fullmatch(r"(1[01]|[1-9])(,(1[01]|[1-9]))*", args.only):
+        parser.error("--only takes section numbers 1-11, comma-separated")
     if args.runs is not None and not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     return args

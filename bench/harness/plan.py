@@ -40,6 +40,12 @@ class Plan:
     event_rate: float  # results/s arriving while subscribers follow
     webhooks: int  # deliveries sent to a receiver that fails 30% of the time
     tenant_backlog: int  # tenant A's pages publishing when tenant B submits
+    sync_dpi: int  # of the one page sent as an image
+    sync_calls: int  # one image at a time: /image-sync, the engine and Celery, each
+    sync_clients: int  # concurrent clients of the throughput runs
+    sync_images: int  # images each throughput run OCRs
+    sync_backlog: int  # batch pages in the pages queue while a sync image is sent
+    sync_priority_calls: int  # sync calls measured over that backlog
 
 
 def make_plan(quick: bool, runs: int | None) -> Plan:
@@ -72,6 +78,13 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
             event_rate=100.0,
             webhooks=500,
             tenant_backlog=2000,
+            # A quarter of the pixels: the smoke run's OCR calls take a fraction of a second.
+            sync_dpi=100,
+            sync_calls=1,
+            sync_clients=2,
+            sync_images=2,
+            sync_backlog=20,
+            sync_priority_calls=1,
         )
     return Plan(
         quick=False,
@@ -102,6 +115,14 @@ def make_plan(quick: bool, runs: int | None) -> Plan:
         event_rate=200.0,
         webhooks=10_000,
         tenant_backlog=5000,
+        sync_dpi=200,
+        sync_calls=30,
+        sync_clients=8,
+        # Three images per client: most of the run has every OCR process busy.
+        sync_images=24,
+        sync_backlog=5000,
+        # Each waits for the batch page in flight too: ten keep the section under 15 minutes.
+        sync_priority_calls=10,
     )
 
 

@@ -179,6 +179,7 @@ SECTION_ROWS = {
     8: ("8a", "8b", "8c", "8d", "8e", "8f"),
     9: ("9a", "9b", "9c", "9d", "9e"),  # rows made by bench.sections.exports
     10: ("10a", "10b", "10c", "10d", "10e"),  # rows made by bench.sections.tenants
+    11: ("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),  # by bench.sections.tasks
 }
 
 

@@ -196,3 +196,90 @@ def service_roles(svc: Service) -> dict[int, str]:
             kind = "resource tracker" if "resource_tracker" in " ".join(cmd) else "pool worker"
             roles[child.pid] = f"{kind} {child.pid}"
     return roles
+
+
+class OcrWorkerProcess:
+    """`ocr-gateway worker` beside a service: the reference worker, configured by environment
+    like one on another machine (the service's broker, database and queues), logging to a file.
+    """
+
+    def __init__(self, ctx: Context, name: str, processes: int) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.processes = processes
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.ctx.out / f"worker-{self.name}.log"
+
+    async def start(self, overrides: dict[str, str] | None = None) -> None:
+        env = self.ctx.service_env(
+            {
+                "OCR_GATEWAY_OCR_ENGINE": "rapidocr",
+                "OCR_GATEWAY_OCR_PROCESSES": str(self.processes),
+                **(overrides or {}),
+            }
+        )
+        env.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        process = self.proc = self._spawn(env)
+        started = time.perf_counter()
+
+        async def consuming() -> bool:
+            if process.poll() is not None:
+                raise BenchError(
+                    f"ocr-gateway worker exited with {process.returncode}; see {self.log_path}"
+                )
+            return bool(await asyncio.to_thread(self.log_count, "worker consuming"))
+
+        await wait_until(
+            consuming, timeout=SERVICE_START_TIMEOUT_S, interval=0.1, what="the OCR worker"
+        )
+        log(
+            f"OCR worker '{self.name}' ({self.processes} OCR processes, pid {process.pid})"
+            f" consuming after {time.perf_counter() - started:.1f} s"
+        )
+
+    def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as output:
+            return subprocess.Popen(
+                [str(self.ctx.bin / "ocr-gateway"), "worker"],
+                env=env,
+                cwd=self.ctx.out,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log_count(self, text: str) -> int:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return sum(1 for line in handle if text in line)
+
+    def ocr_seconds(self) -> list[float]:
+        """The OCR time of each page it finished, from its `ocr finished ... seconds=` lines."""
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return [
+                float(line.split("seconds=")[1].split()[0])
+                for line in handle
+                if "ocr finished" in line and "seconds=" in line
+            ]
+
+    async def stop(self) -> None:
+        """SIGTERM, a grace for the page in flight, then SIGKILL; its OCR processes end with it
+        (a parent-death signal), and any left are killed by pid."""
+        process, self.proc = self.proc, None
+        if process is None or process.poll() is not None:
+            return
+        children: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait, 10)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                if child.is_running():
+                    child.kill()
+        log(f"OCR worker '{self.name}' stopped")

@@ -1,0 +1,1 @@
+"""Common alternatives the bench measures the gateway against, as small runnable apps."""
