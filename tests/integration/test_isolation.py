@@ -13,6 +13,8 @@ Both ways of naming a tenant are run: `client_auth=off` with `X-Tenant-Id`, and
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 import uuid
@@ -27,6 +29,9 @@ from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from ocr_gateway.app import API_PREFIX
 from ocr_gateway.components import Components
+from ocr_gateway.dispatch import repository as dispatch_repo
+from ocr_gateway.messaging.contracts import ResultMessage
+from ocr_gateway.results.service import store_result
 from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import Gateway, isolated_gateway
 from tests.support.routes import served_routes
@@ -216,6 +221,108 @@ def _upload(path: str, field: str, name: str, content: Callable[[], bytes]) -> C
     return check
 
 
+def _task_body() -> dict[str, str]:
+    return {"image_data": base64.b64encode(sample("smile.png").read_bytes()).decode()}
+
+
+async def _task_of(world: World, headers: Headers) -> str:
+    response = await world.client.post("/image", headers=headers, json=_task_body())
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+async def _b_cannot_read_task(world: World, task_id: str) -> None:
+    async def as_b(job: str) -> httpx.Response:
+        return await world.client.get("/image", headers=world.b, params={"task_id": job})
+
+    await _assert_hidden(as_b, task_id, "GET /image?task_id=")
+    await _assert_hidden(
+        lambda job: world.client.get(f"/jobs/{job}", headers=world.b), task_id, "B reads A's task"
+    )
+
+
+async def _task_status(world: World, job_id: str) -> None:
+    """A reads its task; B is told it does not exist (and so is told of A's plain job)."""
+    task_id = await _task_of(world, world.a)
+    owner = await world.client.get("/image", headers=world.a, params={"task_id": task_id})
+    assert owner.status_code == 200, owner.text
+    await _b_cannot_read_task(world, task_id)
+
+    async def as_b(job: str) -> httpx.Response:
+        return await world.client.get("/image", headers=world.b, params={"task_id": job})
+
+    await _assert_hidden(as_b, job_id, "GET /image?task_id= on a job")
+
+
+def _submit(path: str) -> Check:
+    """B's task is B's: B reads it, A is told it does not exist and does not list it."""
+
+    async def check(world: World, job_id: str) -> None:
+        if path == "/image-sync":
+            # No stop may be in force (a sync task would be refused), and no start is made (A's
+            # job stays as it is). No worker here: the result is stored as a worker's would be.
+            async with world.services.sessions.begin() as session:
+                await dispatch_repo.lift_stop(session)
+            call = asyncio.create_task(
+                world.client.post(path, headers=world.b, json=_task_body(), timeout=90)
+            )
+
+            async def b_task() -> str | None:
+                listed = await _listed(world, world.b)
+                jobs = [job for job in listed if job not in known]
+                return jobs[0] if jobs else None
+
+            known = await _listed(world, world.b)
+            await wait_until(lambda: _has(b_task), what="B's task recorded")
+            found = await b_task()
+            assert found is not None
+            new = found
+
+            async def rendered() -> bool:
+                return bool((await _job_of(world, world.b, new))["rendered_pages"] == 1)
+
+            await wait_until(rendered, what="B's task rendered")
+            result = ResultMessage(job_id=uuid.UUID(new), page_number=1, status="done", text="b")
+            await store_result(world.services.sessions, result)
+            response = await call
+            assert response.status_code == 200, response.text
+            assert response.json()["result"] == "b"
+        else:
+            response = await world.client.post(path, headers=world.b, json=_task_body())
+            assert response.status_code == 202, response.text
+            new = str(response.json()["task_id"])
+        assert (await _job_of(world, world.b, new))["tenant"] == B
+        swapped = World(**{**world.__dict__, "a": world.b, "b": world.a})
+        await _b_cannot_read_task(swapped, new)
+        assert new not in await _listed(world, world.a)
+
+    return check
+
+
+async def _has(find: Callable[[], Awaitable[str | None]]) -> bool:
+    return await find() is not None
+
+
+async def _watch_task(world: World, job_id: str) -> None:
+    task_id = await _task_of(world, world.a)
+    async with aconnect_ws(f"/watch-task?task_id={task_id}", world.live, headers=world.a) as socket:  # type: ignore[var-annotated]
+        assert json.loads(await socket.receive_text())["task_id"] == task_id
+
+    async def closed(task: str) -> tuple[int, str]:
+        async with aconnect_ws(f"/watch-task?task_id={task}", world.live, headers=world.b) as ws:  # type: ignore[var-annotated]
+            with pytest.raises(WebSocketDisconnect) as ended:
+                message = await ws.receive_text()
+                pytest.fail(f"a task it may not watch sent {message!r}")
+        return ended.value.code, str(ended.value.reason)
+
+    unknown = str(uuid.uuid4())
+    for hidden in (task_id, job_id):
+        code, reason = await closed(hidden)
+        unknown_code, unknown_reason = await closed(unknown)
+        assert code == unknown_code == 1008
+        assert reason.replace(hidden, "<job>") == unknown_reason.replace(unknown, "<job>")
+
+
 CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/ocrpdf"): _upload("/ocrpdf", "file", "b.pdf", lambda: blank_pdf(1)),
     ("POST", "/ocrimage"): _upload(
@@ -233,6 +340,10 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("GET", "/jobs/{job_id}/pages/{page_number}/image"): _read(
         "/jobs/{job_id}/pages/{page_number}/image"
     ),
+    ("POST", "/image"): _submit("/image"),
+    ("POST", "/image-sync"): _submit("/image-sync"),
+    ("GET", "/image"): _task_status,
+    ("WS", "/watch-task"): _watch_task,
 }
 
 
