@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     # The paths that clients of the Celery-based OCR API call, with the same handlers; the
-    # OpenAPI document lists these operations once, under /api/v1.
-    app.include_router(tasks.router, include_in_schema=False)
+    # OpenAPI document lists these operations once, under /api/v1 (`tasks.root_router`).
+    app.include_router(tasks.root_router)
     install_docs(app)
     return app

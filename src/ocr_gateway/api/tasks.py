@@ -36,6 +36,8 @@ from ocr_gateway.tasks.service import TaskService
 
 # 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
 router = APIRouter(tags=["tasks"], responses=errors(401, 403))
+# The same handlers at the root paths, left out of the OpenAPI document (listed once, above).
+root_router = APIRouter(include_in_schema=False)
 
 # What a task's body can be refused for: too large a body, too many or too large images, or
 # pages over the limits (413), bytes that are no supported image (415), a body that is not the
@@ -74,6 +76,7 @@ TaskId = Annotated[uuid.UUID, Query(description="The task's id (its job's id)")]
     },
     openapi_extra=_request_body(),
 )
+@root_router.post("/image-sync", response_model=TaskResult)
 async def image_sync(tasks: TasksDep, caller: CallerDep, request: Request) -> Any:
     """OCR one image (`result` is its text) or a list (`result` is their texts, in order),
     answered when the text is there. After `OCR_GATEWAY_SYNC_TIMEOUT_S` the answer is 504 with
@@ -134,6 +137,7 @@ async def _until_disconnected(request: Request) -> None:
     responses=errors(*TASK_ERRORS),
     openapi_extra=_request_body(),
 )
+@root_router.post("/image", status_code=status.HTTP_202_ACCEPTED, response_model=TaskSubmitted)
 async def image_submit(tasks: TasksDep, caller: CallerDep, request: Request) -> TaskSubmitted:
     """Submit one image or a list; `GET /image?task_id=` or `WS /watch-task` follow it. While
     an operator's stop is in force it is accepted, and waits for the start like every job."""
@@ -150,6 +154,7 @@ async def image_submit(tasks: TasksDep, caller: CallerDep, request: Request) -> 
     response_model_exclude_none=False,
     responses=errors(404, 422),
 )
+@root_router.get("/image", response_model=TaskStatus)
 async def image_status(tasks: TasksDep, caller: CallerDep, task_id: TaskId) -> TaskStatus:
     """The task's status: PENDING (not published yet), STARTED, SUCCESS or FAILURE (with
     `error`; `cancelled` for a cancelled task). `result` is null until SUCCESS."""
@@ -157,6 +162,7 @@ async def image_status(tasks: TasksDep, caller: CallerDep, task_id: TaskId) -> T
 
 
 @router.websocket("/watch-task")
+@root_router.websocket("/watch-task")
 async def watch_task(websocket: WebSocket) -> None:
     """`{task_id, status, done, total, result}` at once and on every change; closed after
     SUCCESS or FAILURE. The handshake carries the client routes' headers. An unknown task (or
