@@ -119,8 +119,10 @@ class Renderer:
                         render_lease_s=self.settings.render_lease_s,
                         sizes=sizes,
                     )
-                    if self.settings.dispatch_mode == "auto":  # publish them without a start
-                        await notify_dispatchers(session, "rendered")
+                    # New pending pages: a dispatcher with a start in force for them (automatic
+                    # dispatch, a task's own start, an operator's) claims them now, not at its
+                    # next poll. A dispatcher without one only looks and sleeps again.
+                    await notify_dispatchers(session, "rendered")
                 if not recorded:
                     job_gone = True
 
