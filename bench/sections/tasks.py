@@ -29,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import io
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -209,6 +211,7 @@ class Bench:
         self.celery_thread = ThreadPoolExecutor(1, thread_name_prefix="bench-celery")
         self.engine_text = ""
         self.gateway_texts: set[str] = set()
+        self.task_ids: list[str] = []
         self.warm = not ctx.plan.quick
 
     # ------------------------------------------------------------ the whole section
@@ -238,7 +241,7 @@ class Bench:
         )
         self.engine = await built
         await self._fresh()
-        await self._latency(threads)
+        await self._latency(threads, one)
         if self.gateway_error is None:
             await self._priority(one)
         await one.stop()
@@ -305,6 +308,7 @@ class Bench:
         if body.get("status") != "SUCCESS" or not isinstance(body.get("result"), str):
             raise BenchError(f"POST {SYNC_PATH}: unexpected answer {str(body)[:300]}")
         self.gateway_texts.add(body["result"])
+        self.task_ids.append(str(body.get("task_id")))
         return elapsed
 
     async def celery_call(self) -> float:
@@ -312,7 +316,7 @@ class Bench:
 
     # ------------------------------------------------------------ latency, idle
 
-    async def _latency(self, threads: int) -> None:
+    async def _latency(self, threads: int, worker: OcrWorkerProcess) -> None:
         rows, plan = self.rows, self.ctx.plan
         calls: dict[str, Callable[[], Awaitable[float]]] = {
             "engine": self.engine_call,
@@ -322,7 +326,10 @@ class Bench:
             calls["celery"] = self.celery_call
         times: dict[str, list[float]] = {name: [] for name in calls}
         # Warm first (models, connections, the first inference), but in the smoke run.
+        measured = 0
         for number in range(-1 if self.warm else 0, plan.sync_calls):
+            if number == 0:
+                measured = len(self.task_ids)
             for name in rotate(list(calls), number):
                 try:
                     elapsed = await calls[name]()
@@ -347,6 +354,16 @@ class Bench:
                 f" {threads} onnxruntime threads on both sides; texts"
                 f" {'identical' if same else 'DIFFER'} ({len(self.engine_text)} chars)"
             )
+            assert self.svc is not None
+            path = await asyncio.to_thread(
+                _path_times, self.svc.log_path, worker.log_path, self.task_ids[measured:]
+            )
+            if path is not None:
+                rows["11a"].detail += (
+                    f"; from the service's and the worker's logs (medians): task accepted →"
+                    f" the worker takes its page {path[0]:.0f} ms, the worker's OCR"
+                    f" {path[1]:.0f} ms"
+                )
             rows["11b"].values.append(g50)
             rows["11b"].detail = f"the engine alone: p50 {e50:.0f} ms"
             rows["11c"].values.append(g99)
@@ -363,8 +380,8 @@ class Bench:
                 g50 = statistics.median(times["gateway"])
                 rows["11g"].values.append(g50 / c50)
                 rows["11g"].detail = (
-                    f"/image-sync p50 {g50:.0f} ms vs Celery p50 {c50:.0f} ms: the gateway's"
-                    f" overhead {g50 - e50:.0f} ms, Celery's {c50 - e50:.0f} ms"
+                    f"/image-sync p50 {g50:.0f} ms vs Celery p50 {c50:.0f} ms; the engine"
+                    f" alone {e50:.0f} ms"
                 )
             log(f"Celery: p50 {c50:.0f} ms, p99 {c99:.0f} ms")
 
@@ -447,6 +464,43 @@ class Bench:
                     f"/image-sync {gateway_rate:.3f} images/s vs Celery {celery_rate:.3f}"
                     f" images/s; the bare pool {bare_rate:.3f}"
                 )
+
+
+def _path_times(
+    service_log: Path, worker_log: Path, task_ids: list[str]
+) -> tuple[float, float] | None:
+    """Medians, in ms, over the tasks: from the API's `task accepted` line to the worker's
+    `ocr started`, and the worker's own OCR time; None when the logs do not say."""
+    wanted = set(task_ids)
+    accepted: dict[str, dt.datetime] = {}
+    started: dict[str, dt.datetime] = {}
+    ocr: dict[str, float] = {}
+    try:
+        with open(service_log, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                found = re.search(r"task accepted job_id=(\S+)", line)
+                if found and found[1] in wanted:
+                    accepted[found[1]] = _stamp(line)
+        with open(worker_log, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                found = re.search(r"ocr started job_id=(\S+)", line)
+                if found and found[1] in wanted:
+                    started[found[1]] = _stamp(line)
+                found = re.search(r"ocr finished job_id=(\S+) .*seconds=([\d.]+)", line)
+                if found and found[1] in wanted:
+                    ocr[found[1]] = float(found[2]) * 1000
+    except (OSError, ValueError):
+        return None
+    both = [task for task in accepted if task in started and task in ocr]
+    if not both:
+        return None
+    waits = [(started[task] - accepted[task]).total_seconds() * 1000 for task in both]
+    return statistics.median(waits), statistics.median(ocr[task] for task in both)
+
+
+def _stamp(line: str) -> dt.datetime:
+    """The time a log line starts with (`2026-12-02 19:08:56,046`)."""
+    return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
 
 
 async def _closed_loop(
