@@ -9,8 +9,8 @@ a common alternative (the peer), so every figure is a ratio, or a latency with i
 table gives min / median / max over the runs; a target is judged on the median. When a target is
 missed, one extra run is profiled with py-spy and the profile goes into the results file.
 
-    python -m bench.run               # the full bench, 8-11 minutes on 2 cores
-    python -m bench.run --quick       # a smoke run on a few pages, under a minute
+    python -m bench.run               # the full bench, 15-20 minutes on 2 cores (7 for 11)
+    python -m bench.run --quick       # a smoke run on a few pages, about a minute
     python -m bench.run --only 2,7    # some sections only (results go to bench/out/)
 
 This module parses the command line and runs the sections in order; `bench/harness/` holds what
