@@ -30,7 +30,12 @@ from bench.harness.plan import Plan
 from ocr_gateway.core.process_pool import ProcessPool, lower_priority
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
-from ocr_gateway.messaging.amqp import dead_letter_queue, declare_queue, queue_depth
+from ocr_gateway.messaging.amqp import (
+    dead_letter_queue,
+    declare_pages_queue,
+    declare_queue,
+    queue_depth,
+)
 from ocr_gateway.rendering.mupdf import warm_up
 
 
@@ -89,9 +94,11 @@ class Context:
         self.db = await asyncpg.connect(self.dsn, timeout=10)
         self.amqp = await aio_pika.connect(AMQP_URL, timeout=10)
         self.channel = await self.amqp.channel(publisher_confirms=True, on_return_raises=True)
-        await declare_queue(self.channel, self.pages_queue)
+        # Declared as the service declares them: the pages queue (and the bare loops' copy of
+        # it) with its priority, else the service would find it without and publish without.
+        await declare_pages_queue(self.channel, self.pages_queue)
         await declare_queue(self.channel, self.results_queue)
-        await declare_queue(self.channel, self.limit_queue)
+        await declare_pages_queue(self.channel, self.limit_queue)
 
         if self.plan.geotopo_pages is not None:
             self.geotopo = self.work / f"GeoTopo-first{self.plan.geotopo_pages}.pdf"

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=120.0, gt=0)
     dispatch_poll_s: float = Field(default=1.0, gt=0)
     queue_high_water: int = Field(default=1000, gt=0)
+    # Task pages (priority > 0) published and not yet answered, across all dispatchers, above
+    # which no more are claimed. Task pages ignore QUEUE_HIGH_WATER (a batch backlog must not
+    # hold them back), so this alone keeps tasks from flooding the broker.
+    task_high_water: int = Field(default=256, gt=0)
     # manual: pages wait for an operator's start; auto: rendered pages go out until a stop.
     dispatch_mode: Literal["manual", "auto"] = "manual"
     dispatch_niceness: int = Field(default=5, ge=0, le=19)

@@ -24,6 +24,8 @@ class Outgoing:
     page_id: int
     message_id: str
     body: bytes
+    # The AMQP priority to publish with (a task's pages: > 0).
+    priority: int = 0
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ def prepare_batch(pages: Sequence[ClaimedPage]) -> list[Outgoing | Unreadable]:
                 page.id,
                 page_message_id(page.job_id, page.page_number),
                 encode_page_message(page.job_id, page.page_number, png),
+                page.priority,
             )
         )
     return prepared

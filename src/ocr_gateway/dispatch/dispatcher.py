@@ -7,6 +7,11 @@ missed notification, so a stop given to any process halts publishing in all of t
 
 With `DISPATCH_MODE=auto` a dispatcher adds the start itself, for every page, whenever pages
 wait and no operator's stop is in force (the render NOTIFYs as it records pages).
+
+A task's pages (priority > 0) are claimed before batch pages and published with their AMQP
+priority. They are not held back by the queue's high-water mark, which a batch backlog may
+keep reached for hours, but by their own (`TASK_HIGH_WATER` task pages in flight): a feeder
+paused on a full queue still claims them as soon as their start's NOTIFY wakes it.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from ocr_gateway.dispatch.bodies import (
     release_bodies,
 )
 from ocr_gateway.dispatch.flow import (
+    ClaimLimits,
     backoff_after_failure,
     claim_ahead,
-    claim_size,
+    claim_limits,
     may_claim,
     next_backoff,
     room_in_queue,
@@ -57,6 +63,10 @@ class Dispatcher:
         self.sessions = sessions
         self.broker = broker
         self._wake = asyncio.Event()
+        # The feeder's own wake-up: the run loop clears `_wake` after each of its rounds, which
+        # could swallow a wake-up meant for a feeder not yet waiting (a task's start, at a full
+        # queue, then waited a whole poll interval).
+        self._feed_wake = asyncio.Event()
         self._session: asyncio.Task[None] | None = None
         self._cancelled: asyncio.Task[None] | None = None
         self._claiming: asyncio.Future[list[repo.ClaimedPage]] | None = None
@@ -83,6 +93,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
+        self._feed_wake.set()
 
     async def halt(self) -> None:
         """Cancel this process's publishers; in-flight publishes settle and are recorded first.
@@ -189,12 +200,14 @@ class Dispatcher:
         queue: asyncio.Queue[Outgoing | None],
         outcomes: Outcomes,
     ) -> None:
-        """Claim requested pages batch by batch, within the queue's high-water mark, and keep
-        up to PREPARE_AHEAD batches of PREPARE_BATCH pages being read and encoded.
+        """Claim requested pages batch by batch, batch pages within the queue's high-water mark
+        and task pages within theirs, and keep up to PREPARE_AHEAD batches of PREPARE_BATCH
+        pages being read and encoded.
 
         Claims stay only `claim_ahead` pages ahead of publishing, so that a tenant whose pages
         arrive while another's backlog publishes is served in the next claim, not after
-        hundreds of pages already claimed (the claim shares itself between tenants).
+        hundreds of pages already claimed (the claim shares itself between tenants), and a
+        task's pages, claimed first, wait behind at most that many.
         """
         slots = asyncio.Semaphore(PREPARE_AHEAD)
         ahead = claim_ahead(self.settings.publisher_concurrency, PREPARE_BATCH)
@@ -209,15 +222,20 @@ class Dispatcher:
             if not may_claim(ahead, self._unsent, PREPARE_BATCH):
                 await self._until_sent()
                 continue
+            # Cleared before the claim: a start that comes during it wakes the pause below.
+            self._feed_wake.clear()
             room = await self._room_in_queue()
-            if room <= 0:
-                await self._pause()
-                continue
-            size = claim_size(
+            if room is None:
+                continue  # the broker is unavailable: the backoff above waits
+            limits = claim_limits(
                 self.settings.dispatch_batch_size, room, ahead, self._unsent, PREPARE_BATCH
             )
-            self._claiming = asyncio.ensure_future(self._claim(size))
+            self._claiming = asyncio.ensure_future(self._claim(limits))
             claimed = await asyncio.shield(self._claiming)
+            if not claimed and limits.batch <= 0:
+                # At the high-water mark: wait for workers to take pages, or a task's start.
+                await self._pause_feed()
+                continue
             if not claimed:
                 async with self.sessions.begin() as session:
                     await repo.retire_satisfied_requests(session)
@@ -226,7 +244,7 @@ class Dispatcher:
                     for _ in range(PREPARE_AHEAD):  # every prepared page is in the queue
                         await slots.acquire()
                     return
-                await self._pause()
+                await self._pause_feed()
                 continue
             for start in range(0, len(claimed), PREPARE_BATCH):
                 await slots.acquire()
@@ -267,12 +285,16 @@ class Dispatcher:
         finally:
             slots.release()
 
-    async def _claim(self, limit: int) -> list[repo.ClaimedPage]:
+    async def _claim(self, limits: ClaimLimits) -> list[repo.ClaimedPage]:
         """Claim pages and hold them in one step that a stop cannot split: a claim committed
         but not recorded in `_held` would strand its pages until their lease expired."""
         async with self.sessions.begin() as session:
             claimed = await repo.claim_pages(
-                session, limit=limit, lease_s=self.settings.dispatch_lease_s
+                session,
+                limit=limits.total,
+                batch_limit=limits.batch,
+                lease_s=self.settings.dispatch_lease_s,
+                task_high_water=self.settings.task_high_water,
             )
         self._held.update(page.id for page in claimed)
         self._unsent += len(claimed)
@@ -290,21 +312,20 @@ class Dispatcher:
             async with asyncio.timeout(self.settings.dispatch_poll_s):
                 await self._sent.wait()
 
-    async def _room_in_queue(self) -> int:
+    async def _room_in_queue(self) -> int | None:
+        """Room under the high-water mark for batch pages; None if the broker did not answer."""
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 depth = await self.broker.pages_depth()
-        except TimeoutError as exc:
-            return self._broker_unavailable(exc)
-        except Exception as exc:
-            return self._broker_unavailable(exc)
+        except Exception as exc:  # TimeoutError included
+            self._broker_unavailable(exc)
+            return None
         # Pages this process holds are not in the queue's count yet, but soon will be.
         return room_in_queue(self.settings.queue_high_water, depth, len(self._held))
 
-    def _broker_unavailable(self, exc: BaseException) -> int:
+    def _broker_unavailable(self, exc: BaseException) -> None:
         log.warning("broker unavailable, publishing paused: %r", exc)
         self._backoff = backoff_after_failure(self._backoff)
-        return 0
 
     async def _pause(self) -> None:
         """Wait for a wake-up or the poll interval. `asyncio.timeout`, not `wait_for`: in
@@ -313,12 +334,20 @@ class Dispatcher:
             async with asyncio.timeout(self.settings.dispatch_poll_s):
                 await self._wake.wait()
 
+    async def _pause_feed(self) -> None:
+        """The feeder's pause: until a wake-up since its last claim, or the poll interval."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.dispatch_poll_s):
+                await self._feed_wake.wait()
+
     async def _publish_loop(
         self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes
     ) -> None:
         while (item := await queue.get()) is not None:
             publish = asyncio.ensure_future(
-                self.broker.publish_page(item.body, message_id=item.message_id)
+                self.broker.publish_page(
+                    item.body, message_id=item.message_id, priority=item.priority
+                )
             )
             try:
                 await asyncio.shield(publish)

@@ -5,6 +5,8 @@ Pure arithmetic, so that the rules can be read and tested apart from the publish
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # After a failed publish or an unreachable broker the feeder waits before its next claim:
 # FIRST_BACKOFF_S, doubling while the failures go on, up to MAX_BACKOFF_S.
 FIRST_BACKOFF_S = 1.0
@@ -43,6 +45,27 @@ def claim_size(batch_size: int, room: int, ahead: int, unsent: int, prepare_batc
     if not may_claim(ahead, unsent, prepare_batch):
         return 0
     return max(0, min(batch_size, room, ahead - unsent))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLimits:
+    """How many pages the next claim may take (`total`), and of those how many batch pages."""
+
+    total: int
+    batch: int
+
+
+def claim_limits(
+    batch_size: int, room: int, ahead: int, unsent: int, prepare_batch: int
+) -> ClaimLimits:
+    """The next claim's limits. Task pages are bound by the batch size and the pages claimed
+    ahead of publishing, not by the queue's high-water mark (they have their own, counted in
+    the claim: `TASK_HIGH_WATER`), so they still go out while a batch backlog fills the queue;
+    batch pages also need `room` under the high-water mark."""
+    if not may_claim(ahead, unsent, prepare_batch):
+        return ClaimLimits(0, 0)
+    total = max(0, min(batch_size, ahead - unsent))
+    return ClaimLimits(total, max(0, min(total, room)))
 
 
 def backoff_after_failure(backoff: float) -> float:

@@ -147,6 +147,8 @@ class ClaimedPage:
     page_number: int
     path: str
     tenant: str = DEFAULT_TENANT
+    # A task's pages carry its priority (> 0): claimed first, published with it.
+    priority: int = 0
 
 
 # A page a start covers, unless its job was cancelled (`pp` is the page).
@@ -171,9 +173,109 @@ def _of_tenant(name: str) -> str:
     return f"pp.tenant BETWEEN {name} AND {name}"
 
 
-async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> list[ClaimedPage]:
-    """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED),
-    shared fairly between the tenants that have some, and return them in publishing order.
+async def claim_pages(
+    session: AsyncSession,
+    *,
+    limit: int,
+    lease_s: float,
+    batch_limit: int | None = None,
+    task_high_water: int | None = None,
+) -> list[ClaimedPage]:
+    """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED)
+    and return them in publishing order: tasks' pages first, then batch pages.
+
+    Task pages (priority > 0) come from `ix_pages_priority_pending`, oldest first, while fewer
+    than `task_high_water` of them are in flight (publishing or queued, over all dispatchers);
+    the rest of the claim, at most `batch_limit` pages (the room under the queue's high-water
+    mark), is the fair claim of batch pages (`claim_fair_pages`).
+    """
+    tasks = await claim_task_pages(
+        session, limit=limit, lease_s=lease_s, high_water=task_high_water
+    )
+    room = limit - len(tasks)
+    if batch_limit is not None:
+        room = min(room, batch_limit)
+    if room <= 0:
+        return tasks
+    return tasks + await claim_fair_pages(session, limit=room, lease_s=lease_s)
+
+
+_CLAIM_UPDATE = f"""
+    UPDATE pages p
+       SET status = {PageStatus.PUBLISHING.sql},
+           lease_until = now() + make_interval(secs => :lease),
+           publish_attempts = p.publish_attempts + 1,
+           updated_at = now()"""
+
+# Pages of unfinished tasks that are published or being published: what the tasks' high-water
+# mark bounds. Read through the open jobs (`ix_jobs_tenant_open`), never all queued pages.
+_TASK_PAGES_IN_FLIGHT = f"""
+    SELECT count(*) FROM pages q
+     WHERE q.priority > 0
+       AND q.status IN ({sql_status(PageStatus.PUBLISHING, PageStatus.QUEUED)})
+       AND q.job_id IN (SELECT j.job_id FROM jobs j
+                         WHERE j.status IN ({sql_status(JobStatus.PENDING, JobStatus.QUEUED)})
+                           AND j.priority > 0)"""
+
+
+async def count_task_pages_in_flight(session: AsyncSession) -> int:
+    return int(await session.scalar(text(_TASK_PAGES_IN_FLIGHT)) or 0)
+
+
+async def claim_task_pages(
+    session: AsyncSession, *, limit: int, lease_s: float, high_water: int | None = None
+) -> list[ClaimedPage]:
+    """Claim requested pending task pages (priority > 0), oldest first, within `high_water`
+    task pages in flight. The bound is checked before the claim, so two dispatchers claiming
+    at the same instant may pass it by one claim each."""
+    if limit <= 0:
+        return []
+    waiting = await session.scalar(
+        text(
+            f"""
+            SELECT EXISTS (SELECT 1 FROM pages
+                            WHERE status = {PageStatus.PENDING.sql} AND priority > 0)
+            """
+        )
+    )
+    if not waiting:
+        return []
+    if high_water is not None:
+        limit = min(limit, high_water - await count_task_pages_in_flight(session))
+        if limit <= 0:
+            return []
+    rows = (
+        await session.execute(
+            text(
+                f"""
+                WITH chosen AS (
+                    SELECT pp.id FROM pages pp
+                     WHERE pp.priority > 0 AND {_CLAIMABLE}
+                     ORDER BY pp.id
+                     LIMIT :limit
+                       FOR UPDATE OF pp SKIP LOCKED
+                )
+                {_CLAIM_UPDATE}
+                  FROM chosen c
+                 WHERE p.id = c.id
+             RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority
+                """
+            ),
+            {"lease": lease_s, "limit": limit},
+        )
+    ).all()
+    return sorted(
+        (ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant, r.priority) for r in rows),
+        key=lambda page: page.id,
+    )
+
+
+async def claim_fair_pages(
+    session: AsyncSession, *, limit: int, lease_s: float
+) -> list[ClaimedPage]:
+    """Claim up to `limit` requested pending batch pages (priority 0: a task's pages wait for
+    `claim_task_pages`, within the tasks' high-water mark), shared fairly between the tenants
+    that have some, in publishing order.
 
     Each tenant with a claimable page gets a share of the claim in proportion to its weight,
     its oldest pages first, read from `ix_pages_tenant_pending` (a LATERAL per tenant). The
@@ -191,7 +293,8 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                       FROM tenants t
                      CROSS JOIN LATERAL (
                            SELECT 1 FROM pages pp
-                            WHERE {_of_tenant("t.name")} AND {_CLAIMABLE}
+                            WHERE {_of_tenant("t.name")} AND pp.priority = 0
+                              AND {_CLAIMABLE}
                             ORDER BY pp.tenant, pp.id
                             LIMIT 1) first_page
                 ),
@@ -201,7 +304,8 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                       FROM waiting w
                      CROSS JOIN LATERAL (
                            SELECT pp.id FROM pages pp
-                            WHERE {_of_tenant("w.name")} AND {_CLAIMABLE}
+                            WHERE {_of_tenant("w.name")} AND pp.priority = 0
+                              AND {_CLAIMABLE}
                             ORDER BY pp.tenant, pp.id
                             LIMIT ceil(:limit * w.weight::numeric
                                        / (SELECT sum(weight) FROM waiting))
@@ -214,22 +318,19 @@ async def claim_pages(session: AsyncSession, *, limit: int, lease_s: float) -> l
                      LIMIT :limit
                 ),
                 claimed AS (
-                    UPDATE pages p
-                       SET status = {PageStatus.PUBLISHING.sql},
-                           lease_until = now() + make_interval(secs => :lease),
-                           publish_attempts = p.publish_attempts + 1,
-                           updated_at = now()
+                    {_CLAIM_UPDATE}
                       FROM chosen c
                      WHERE p.id = c.id
-                 RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, c.turn
+                 RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority, c.turn
                 )
-                SELECT id, job_id, page_number, path, tenant FROM claimed ORDER BY turn, id
+                SELECT id, job_id, page_number, path, tenant, priority
+                  FROM claimed ORDER BY turn, id
                 """
             ),
             {"lease": lease_s, "limit": limit},
         )
     ).all()
-    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant) for r in rows]
+    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant, r.priority) for r in rows]
 
 
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))

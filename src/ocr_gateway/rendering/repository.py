@@ -86,11 +86,14 @@ async def record_rendered_pages(
     `sizes` gives each PNG's bytes by page number: the pages newly recorded add theirs to the
     job's `stored_bytes` (a page rendered again after a resume is not counted twice).
     Pages rendered for a cancelled job (its render ran in another process) are recorded as
-    cancelled, so that nothing ever publishes them.
+    cancelled, so that nothing ever publishes them. Pages take their job's tenant and priority
+    (a task's pages are claimed first, from `ix_pages_priority_pending`).
     """
     job = (
         await session.execute(
-            select(Job.status, Job.tenant).where(Job.job_id == job_id).with_for_update()
+            select(Job.status, Job.tenant, Job.priority)
+            .where(Job.job_id == job_id)
+            .with_for_update()
         )
     ).first()
     if job is None:
@@ -105,6 +108,7 @@ async def record_rendered_pages(
                     {
                         "job_id": job_id,
                         "tenant": job.tenant,
+                        "priority": job.priority,
                         "page_number": n,
                         "path": path,
                         "status": page_status,

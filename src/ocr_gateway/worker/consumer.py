@@ -1,7 +1,8 @@
 """The OCR worker: pages queue in, OCR in a process pool, confirmed results out.
 
 Delivery is at-least-once and every step is ordered so nothing is lost:
-- at most `ocr_processes` page messages are held unacked (`prefetch_count`), one per OCR process;
+- at most `ocr_processes` page messages are held unacked (`prefetch_count`), one per OCR process,
+  so a task page (a priority message) waits behind at most that many batch pages;
 - a page message is acked only after its result was confirmed by the broker, so a worker that
   dies at any point leaves the page to RabbitMQ, which redelivers it; a result published twice
   is counted once by the gateway;
@@ -33,6 +34,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.messaging.amqp import (
     CONNECT_TIMEOUT_S,
     PublishFailed,
+    declare_pages_queue,
     declare_queue,
     publish_confirmed,
     reopen_if_closed,
@@ -104,14 +106,18 @@ class OcrWorker:
                 publish_channel, self.settings.results_queue, self.settings.publish_timeout_s
             )
             consume_channel = await connection.channel()
+            # The prefetch also bounds how long a task page waits behind batch pages this
+            # worker already holds (docs/worker.md, Priority).
             await consume_channel.set_qos(prefetch_count=self.prefetch)
-            pages = await declare_queue(consume_channel, self.settings.pages_queue)
+            declared = await declare_pages_queue(consume_channel, self.settings.pages_queue)
+            pages = declared.queue
             tag = await pages.consume(self._on_message)
             log.info(
-                "worker consuming queue=%s results=%s prefetch=%d",
+                "worker consuming queue=%s results=%s prefetch=%d priority=%s",
                 self.settings.pages_queue,
                 self.settings.results_queue,
                 self.prefetch,
+                declared.prioritized,
             )
             await stop.wait()
             self._stopping = True
