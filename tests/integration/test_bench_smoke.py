@@ -29,7 +29,8 @@ ROWS = [
     *("10a", "10b", "10c", "10d", "10e"),
     *("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),
 ]
-SMOKE_TIMEOUT_S = 300
+# The quick run of every section, 11 (OCR with a real worker and a Celery anchor) included.
+SMOKE_TIMEOUT_S = 600
 
 
 @pytest.fixture(autouse=True)
