@@ -205,6 +205,12 @@ class Job(Timestamped, Base):
     callback_events: Mapped[str] = mapped_column(
         String(8), default=CallbackEvents.JOB, server_default=CallbackEvents.JOB.value
     )
+    # A `/convert/batch` job: its pages are searched for tables, and it is made of the files
+    # listed in `source_files` (`[{"index", "filename", "total_page_number"}]`, in order).
+    extract_tables: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql("false")
+    )
+    source_files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
@@ -245,6 +251,8 @@ class Page(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(16), default=PageStatus.PENDING)
     text: Mapped[str | None] = mapped_column(Text)
     boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Tables found on the page: `[{"bbox", "rows": [[{"text", "row_span", "col_span"}]]}]`.
+    tables: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -327,6 +335,36 @@ class WebhookDelivery(Timestamped, Base):
         ),
         Index("ix_webhook_deliveries_status", "status", "id"),
         status_check(DeliveryStatus, DELIVERIES_STATUS_CHECK),
+    )
+
+
+class DownloadKind(enum.StrEnum):
+    """What a download is: a workbook of a `/convert/batch` job's tables."""
+
+    XLSX = "xlsx"
+
+
+class Download(Base):
+    """A file made from a job for the client to take home, served by
+    `GET /api/v1/download/{file_id}`; it goes with its job."""
+
+    __tablename__ = "downloads"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.job_id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "kind", name="uq_downloads_job_kind"),
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in DownloadKind) + ")", name="ck_downloads_kind"
+        ),
     )
 
 
