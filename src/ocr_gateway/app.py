@@ -16,6 +16,7 @@ from ocr_gateway.api import (
     batches,
     exports,
     health,
+    images,
     jobs,
     tasks,
     tenants,
@@ -88,5 +89,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     # The paths that clients of the Celery-based OCR API call, with the same handlers; the
     # OpenAPI document lists these operations once, under /api/v1 (`tasks.root_router`).
     app.include_router(tasks.root_router)
+    # The thumbnail service's `/images`, likewise at the root paths its clients call.
+    app.include_router(images.router, prefix=API_PREFIX)
+    app.include_router(images.root_router)
     install_docs(app)
     return app

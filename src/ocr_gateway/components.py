@@ -28,6 +28,7 @@ from ocr_gateway.results.consumer import ResultsConsumer
 from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
+from ocr_gateway.thumbnails.service import ThumbnailService
 from ocr_gateway.uploads.service import UploadService
 from ocr_gateway.webhooks.sender import WebhookSender
 
@@ -53,6 +54,7 @@ class Components:
     tenants: TenantService
     webhooks: WebhookSender
     tasks: TaskService
+    thumbnails: ThumbnailService
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -79,6 +81,8 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     control = DispatchControl(settings, sessions, broker, dispatcher)
     uploads = UploadService(settings, sessions, storage, renderer, inspect_pool)
     events = EventHub(settings, sessions)
+    thumbnails = ThumbnailService(settings, sessions, storage, uploads, render_pool)
+    await thumbnails.prepare()
     components = Components(
         settings=settings,
         sessions=sessions,
@@ -95,6 +99,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         tenants=TenantService(settings, sessions),
         webhooks=WebhookSender(settings, sessions),
         tasks=TaskService(settings, sessions, storage, uploads, events),
+        thumbnails=thumbnails,
         dispatcher=dispatcher,
     )
     components.background = _start_background(components)
@@ -106,6 +111,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
             await dispatcher.close()
         await control.close()
         await renderer.close()
+        await thumbnails.close()
         await broker.close()
         render_pool.shutdown()
         inspect_pool.shutdown()
@@ -114,12 +120,15 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
 
 def _start_background(components: Components) -> list[asyncio.Task[Any]]:
     settings, renderer = components.settings, components.renderer
+    thumbnails = components.thumbnails
     loops = [
         supervise("results consumer", components.consumer.run),
         supervise("event listener", components.events.listen),
         supervise("webhook sender", components.webhooks.run),
         every(MAINTENANCE_INTERVAL_S, "render recovery", renderer.resume_unfinished),
         every(settings.render_lease_s / 3, "render lease renewal", renderer.renew_render_leases),
+        every(MAINTENANCE_INTERVAL_S, "thumbnail recovery", thumbnails.resume_unfinished),
+        every(settings.thumbnail_lease_s / 3, "thumbnail lease renewal", thumbnails.renew_leases),
         every(
             max(60.0, settings.orphan_temp_age_s / 4),
             "orphan cleanup",

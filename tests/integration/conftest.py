@@ -97,7 +97,7 @@ async def _truncate(services: Components) -> None:
                 await session.execute(
                     text(
                         "TRUNCATE jobs, pages, dispatch_requests, job_events,"
-                        " webhook_deliveries, api_keys CASCADE"
+                        " webhook_deliveries, api_keys, images CASCADE"
                     )
                 )
                 await session.execute(text("DELETE FROM tenants WHERE name <> 'default'"))

@@ -20,6 +20,7 @@ from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
+from ocr_gateway.thumbnails.service import ThumbnailService
 from ocr_gateway.uploads.service import UploadService
 from ocr_gateway.webhooks.sender import WebhookSender
 
@@ -69,6 +70,10 @@ def get_tasks(request: Request) -> TaskService:
     return _components(request).tasks
 
 
+def get_thumbnails(request: Request) -> ThumbnailService:
+    return _components(request).thumbnails
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -85,6 +90,7 @@ KeysDep = Annotated[KeyRing, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 TenantsDep = Annotated[TenantService, Depends(get_tenants)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
+ThumbnailsDep = Annotated[ThumbnailService, Depends(get_thumbnails)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")

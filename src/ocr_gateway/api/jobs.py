@@ -11,11 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, WebSocket, status
+from fastapi import APIRouter, Header, Query, Request, WebSocket, status
 from fastapi.websockets import WebSocketDisconnect
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.responses import Response
 
-from ocr_gateway.api.deps import CallerDep, EventsDep, JobsDep, websocket_caller
+from ocr_gateway.api.deps import CallerDep, EventsDep, JobsDep, ThumbnailsDep, websocket_caller
+from ocr_gateway.api.images import BINARY, cached_bytes
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import Deleted
 from ocr_gateway.components import Components
@@ -33,6 +35,8 @@ from ocr_gateway.jobs.schemas import (
     text_boxes,
 )
 from ocr_gateway.jobs.service import JobService
+from ocr_gateway.thumbnails.making import THUMBNAIL_MEDIA_TYPE
+from ocr_gateway.thumbnails.schemas import PageThumbnailSize
 
 # 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 403))
@@ -170,6 +174,35 @@ async def get_job_page(
         boxes=text_boxes(page.boxes),
         error=page.error,
     )
+
+
+@router.get(
+    "/{job_id}/pages/{page_number}/thumbnail",
+    operation_id="get_job_page_thumbnail",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The page's thumbnail (WebP)",
+            "content": {THUMBNAIL_MEDIA_TYPE: BINARY},
+        },
+        **errors(404, 422, 503),
+    },
+)
+async def get_job_page_thumbnail(
+    thumbnails: ThumbnailsDep,
+    caller: CallerDep,
+    request: Request,
+    job_id: JobId,
+    page_number: PageNumber,
+    size: Annotated[
+        PageThumbnailSize, Query(description="the box, `size` by `size` pixels")
+    ] = PageThumbnailSize.MEDIUM,
+) -> Response:
+    """The rendered page in a `size` box (WebP, aspect kept), made at its first request and
+    kept beside the page; with a strong ETag (304 on a matching If-None-Match) and a year's
+    Cache-Control. 404 for a page not rendered yet."""
+    data, etag = await thumbnails.page_thumbnail(job_id, page_number, int(size), scope=caller.scope)
+    return cached_bytes(request, data, THUMBNAIL_MEDIA_TYPE, etag)
 
 
 def _sse(event: JobEventOut) -> ServerSentEvent:

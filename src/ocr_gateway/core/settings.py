@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     render_lease_s: float = Field(default=300.0, gt=0)
     orphan_temp_age_s: float = Field(default=3600.0, ge=0)
 
+    # Thumbnails (`/images`): made in the render pool; an image left PROCESSING by a process
+    # that died is taken up again by another (or the restarted one) once its lease runs out.
+    thumbnail_timeout_s: float = Field(default=60.0, gt=0)
+    thumbnail_max_attempts: int = Field(default=2, gt=0)
+    thumbnail_lease_s: float = Field(default=30.0, gt=0)
+    # WebP quality of every thumbnail (README, "Thumbnails": why WebP).
+    thumbnail_quality: int = Field(default=80, ge=1, le=100)
+
     # Tasks: base64 images in a JSON body (`/image-sync`, `/image`)
     sync_timeout_s: float = Field(default=60.0, gt=0)
     max_images_per_request: int = Field(default=16, gt=0)

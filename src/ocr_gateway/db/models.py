@@ -368,6 +368,66 @@ class Download(Base):
     )
 
 
+class ImageStatus(SqlStatus):
+    """An `/images` upload: PROCESSING → DONE once its thumbnails are written, or FAILED with a
+    reason. The words are the thumbnail service's own, upper case as its clients read them."""
+
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+IMAGES_STATUS_CHECK = "ck_images_status"
+
+
+class StoredImage(Timestamped, Base):
+    """An image of `/images`: its original and its thumbnails under `files/images/<image_id>/`.
+
+    `thumbnails` is `{"100x100": {"width", "height", "bytes", "etag"}, ...}` once DONE. A row
+    PROCESSING is worked on by the process holding `lease_until`; another takes it up when the
+    lease runs out (a crash), `attempts` counting the tries.
+    """
+
+    __tablename__ = "images"
+
+    image_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.name"))
+    filename: Mapped[str] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # SHA-256 of the original's bytes: its ETag, and part of the dedup key.
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.PROCESSING)
+    error: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    thumbnails: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # uploads/dedup.py's key: the tenant's identical upload gets this image back unless it
+    # FAILED (or was deleted). NULL: sent with `dedup=false`.
+    dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        Index(
+            "ix_images_processing_lease",
+            "lease_until",
+            postgresql_where=sql(f"status = {ImageStatus.PROCESSING.sql}"),
+        ),
+        # One live image per tenant and key: two identical uploads at once insert one row.
+        Index(
+            "uq_images_tenant_dedup",
+            "tenant",
+            "dedup_key",
+            unique=True,
+            postgresql_where=sql(
+                f"dedup_key IS NOT NULL AND status <> {ImageStatus.FAILED.sql}"
+            ),
+        ),
+        status_check(ImageStatus, IMAGES_STATUS_CHECK),
+    )
+
+
 class DispatchState(Base):
     """One row: whether an operator's stop is in force (automatic dispatch waits for a start)."""
 

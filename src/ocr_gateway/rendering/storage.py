@@ -12,6 +12,9 @@ import anyio
 from ocr_gateway.core.settings import Settings
 
 TEMP_SUFFIX = ".upload"
+# `files/images/` holds `/images` uploads (ocr_gateway.thumbnails), not a job: deleting every
+# job leaves it alone.
+IMAGES_DIR = "images"
 
 
 class Storage:
@@ -45,6 +48,8 @@ class Storage:
     async def remove_all_job_dirs(self) -> None:
         def _remove_all() -> None:
             for child in self.files_dir.iterdir():
+                if child.name == IMAGES_DIR:
+                    continue
                 if child.is_dir():
                     shutil.rmtree(child, ignore_errors=True)
                 elif child.name != ".gitignore":

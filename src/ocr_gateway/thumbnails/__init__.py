@@ -1,0 +1,1 @@
+"""`/images` (the thumbnail service's contract) and the thumbnails of job pages."""
