@@ -54,7 +54,7 @@ def prepare_batch(pages: Sequence[ClaimedPage]) -> list[Outgoing | Unreadable]:
             Outgoing(
                 page.id,
                 page_message_id(page.job_id, page.page_number),
-                encode_page_message(page.job_id, page.page_number, png),
+                encode_page_message(page.job_id, page.page_number, png, tables=page.tables),
                 page.priority,
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -149,6 +150,8 @@ class ClaimedPage:
     tenant: str = DEFAULT_TENANT
     # A task's pages carry its priority (> 0): claimed first, published with it.
     priority: int = 0
+    # The page's job searches its pages for tables: the message asks the worker for them.
+    tables: bool = False
 
 
 # A page a start covers, unless its job was cancelled (`pp` is the page).
@@ -207,6 +210,17 @@ _CLAIM_UPDATE = f"""
            publish_attempts = p.publish_attempts + 1,
            updated_at = now()"""
 
+# What a claim returns of each page (`p`), its job's `extract_tables` read by primary key.
+_CLAIMED_COLUMNS = """p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority,
+                   (SELECT j.extract_tables FROM jobs j WHERE j.job_id = p.job_id) AS tables"""
+
+
+def _claimed(row: Any) -> ClaimedPage:
+    return ClaimedPage(
+        row.id, row.job_id, row.page_number, row.path, row.tenant, row.priority, row.tables
+    )
+
+
 # Pages of unfinished tasks that are published or being published: what the tasks' high-water
 # mark bounds. Read through the open jobs (`ix_jobs_tenant_open`), never all queued pages.
 _TASK_PAGES_IN_FLIGHT = f"""
@@ -258,16 +272,13 @@ async def claim_task_pages(
                 {_CLAIM_UPDATE}
                   FROM chosen c
                  WHERE p.id = c.id
-             RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority
+             RETURNING {_CLAIMED_COLUMNS}
                 """
             ),
             {"lease": lease_s, "limit": limit},
         )
     ).all()
-    return sorted(
-        (ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant, r.priority) for r in rows),
-        key=lambda page: page.id,
-    )
+    return sorted((_claimed(row) for row in rows), key=lambda page: page.id)
 
 
 async def claim_fair_pages(
@@ -321,16 +332,16 @@ async def claim_fair_pages(
                     {_CLAIM_UPDATE}
                       FROM chosen c
                      WHERE p.id = c.id
-                 RETURNING p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority, c.turn
+                 RETURNING {_CLAIMED_COLUMNS}, c.turn
                 )
-                SELECT id, job_id, page_number, path, tenant, priority
+                SELECT id, job_id, page_number, path, tenant, priority, tables
                   FROM claimed ORDER BY turn, id
                 """
             ),
             {"lease": lease_s, "limit": limit},
         )
     ).all()
-    return [ClaimedPage(r.id, r.job_id, r.page_number, r.path, r.tenant, r.priority) for r in rows]
+    return [_claimed(row) for row in rows]
 
 
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))

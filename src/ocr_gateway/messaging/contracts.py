@@ -1,9 +1,10 @@
 """Every message that crosses the broker, defined once: its model, and its one encoder.
 
-- `PageMessage` on the pages queue: `{"job_id", "page_number", "image_base64"}`; fields added
-  later (`task`, `boxes`, `image_url`) are optional, and a message without them means full OCR.
+- `PageMessage` on the pages queue: `{"job_id", "page_number", "image_base64", "tables"?}`;
+  fields added later (`task`, `boxes`, `image_url`, `tables`) are optional, and a message
+  without them means full OCR. `"tables": true` asks the worker to find the page's tables too.
 - `ResultMessage` on the results queue: `{"job_id", "page_number", "status", "text", "error"?,
-  "boxes"?}`.
+  "boxes"?, "tables"?}`; `tables` has the shape of `tables.model.Table`.
 
 The dispatcher builds page bodies with `encode_page_message`, a byte-level fast path (a page is
 ~200 KB of base64, and a JSON encoder would copy it twice); the unit tests hold it byte for byte
@@ -19,6 +20,8 @@ from typing import Any, Literal
 import pybase64
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ocr_gateway.tables.model import Table
+
 
 class PageMessage(BaseModel):
     """One page for a worker; extra fields are allowed and ignored.
@@ -32,6 +35,9 @@ class PageMessage(BaseModel):
     job_id: uuid.UUID
     page_number: int = Field(ge=1)
     image_base64: str = Field(min_length=1)
+    # Find the page's tables as well (a job with `extract_tables`). Left out of the JSON when
+    # false, so a page that asks nothing is byte for byte what it was before.
+    tables: bool = Field(default=False, exclude_if=lambda asked: not asked)
 
     @property
     def message_id(self) -> str:
@@ -43,15 +49,18 @@ def page_message_id(job_id: uuid.UUID, page_number: int) -> str:
     return f"{job_id}:{page_number}"
 
 
-def encode_page_message(job_id: uuid.UUID, page_number: int, png: bytes) -> bytes:
-    """The JSON body of `PageMessage(job_id, page_number, base64(png))`, built as bytes in one
-    join: a UUID, an int and base64 need no JSON escaping, so the page body is copied once.
-    pybase64 (SIMD) encodes a page in microseconds; the standard library takes ~0.4 ms."""
+def encode_page_message(
+    job_id: uuid.UUID, page_number: int, png: bytes, *, tables: bool = False
+) -> bytes:
+    """The JSON body of `PageMessage(job_id, page_number, base64(png), tables)`, built as bytes
+    in one join: a UUID, an int and base64 need no JSON escaping, so the page body is copied
+    once. pybase64 (SIMD) encodes a page in microseconds; the standard library takes ~0.4 ms."""
     head = b'{"job_id":"%s","page_number":%d,"image_base64":"' % (
         str(job_id).encode("ascii"),
         page_number,
     )
-    return b"".join((head, pybase64.b64encode(png), b'"}'))
+    tail = b'","tables":true}' if tables else b'"}'
+    return b"".join((head, pybase64.b64encode(png), tail))
 
 
 class TextBox(BaseModel):
@@ -65,7 +74,8 @@ class TextBox(BaseModel):
 
 
 class ResultMessage(BaseModel):
-    """`{"job_id", "page_number", "status": "done"|"failed", "text", "error"?, "boxes"?}`."""
+    """`{"job_id", "page_number", "status": "done"|"failed", "text", "error"?, "boxes"?,
+    "tables"?}`: `tables` is there when the page asked for them (`[]`: none found)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -75,6 +85,7 @@ class ResultMessage(BaseModel):
     text: str = ""
     error: str | None = None
     boxes: list[TextBox] | None = None
+    tables: list[Table] | None = None
 
     @field_validator("text", "error")
     @classmethod
@@ -83,13 +94,20 @@ class ResultMessage(BaseModel):
         return None if value is None else value.replace("\x00", "")
 
     @classmethod
-    def done(cls, page: PageMessage, text: str, boxes: Sequence[dict[str, Any]]) -> ResultMessage:
+    def done(
+        cls,
+        page: PageMessage,
+        text: str,
+        boxes: Sequence[dict[str, Any]],
+        tables: Sequence[Table] | None = None,
+    ) -> ResultMessage:
         return cls(
             job_id=page.job_id,
             page_number=page.page_number,
             status="done",
             text=text,
             boxes=[TextBox.model_validate(box) for box in boxes],
+            tables=None if tables is None else list(tables),
         )
 
     @classmethod

@@ -20,8 +20,13 @@ async def store_page_result(
     text_value: str | None,
     error: str | None,
     boxes: list[dict[str, Any]] | None,
+    tables: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Write a result unless the page is already done or cancelled; True if the page changed."""
+    """Write a result unless the page is already done or cancelled; True if the page changed.
+
+    `tables` is written only when the result carries them: a page whose tables were read at
+    render time keeps them."""
+    values: dict[str, Any] = {"tables": tables} if tables is not None else {}
     changed = await session.scalar(
         update(Page)
         .where(
@@ -36,6 +41,7 @@ async def store_page_result(
             boxes=boxes,
             lease_until=None,
             updated_at=func.now(),
+            **values,
         )
         .returning(Page.id)
     )

@@ -43,6 +43,11 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
             text_value=result.text,
             error=result.error,
             boxes=[box.model_dump() for box in result.boxes] if result.boxes else None,
+            tables=(
+                None
+                if result.tables is None
+                else [table.model_dump(mode="json") for table in result.tables]
+            ),
         )
         if not changed:
             exists = await jobs_repo.get_page(session, result.job_id, result.page_number)

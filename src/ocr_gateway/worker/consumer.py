@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 MAX_CONNECT_BACKOFF_S = 30.0
 
-Recognize = Callable[[str], Awaitable[OcrOutput]]
+# `recognize(image_base64)`, or `recognize(image_base64, tables=True)` for a page that asks
+# for its tables too (a plain one-argument function serves workers that never get those).
+Recognize = Callable[..., Awaitable[OcrOutput]]
 
 
 class ResultPublisher:
@@ -207,8 +209,11 @@ class OcrWorker:
         )
         started = time.monotonic()
         try:
-            output = await self.recognize(page.image_base64)
-            result = ResultMessage.done(page, output.text, output.boxes)
+            if page.tables:
+                output = await self.recognize(page.image_base64, tables=True)
+            else:
+                output = await self.recognize(page.image_base64)
+            result = ResultMessage.done(page, output.text, output.boxes, output.tables)
         except WorkerLost as exc:
             if not message.redelivered:
                 # Perhaps another page crashed the pool: one more try, then a failed result.
@@ -241,12 +246,13 @@ class OcrWorker:
         if await _settle(message, message.ack()):
             self.results += 1
         log.info(
-            "ocr finished job_id=%s page_number=%d status=%s chars=%d boxes=%d seconds=%.2f%s",
+            "ocr finished job_id=%s page_number=%d status=%s chars=%d boxes=%d%s seconds=%.2f%s",
             page.job_id,
             page.page_number,
             result.status,
             len(result.text),
             len(result.boxes or []),
+            "" if result.tables is None else f" tables={len(result.tables)}",
             time.monotonic() - started,
             f" error={result.error}" if result.error else "",
         )
@@ -308,8 +314,10 @@ async def _serve(settings: Settings) -> int:
             log.error("the OCR processes did not start: %s: %s", type(error).__name__, error)
             return 1
 
-        async def recognize(image_base64: str) -> OcrOutput:
-            return await pool.run(recognize_page, image_base64, timeout=settings.ocr_page_timeout_s)
+        async def recognize(image_base64: str, tables: bool = False) -> OcrOutput:
+            return await pool.run(
+                recognize_page, image_base64, tables, timeout=settings.ocr_page_timeout_s
+            )
 
         worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes)
         try:

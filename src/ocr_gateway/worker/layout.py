@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocr_gateway.tables.model import Table
+
 # A horizontal cut needs a blank band at least this many (median) line heights tall.
 ROW_GAP_LINES = 1.0
 # Boxes are shrunk by this many line heights on each side before looking for a column gap,
@@ -58,10 +60,12 @@ class Box:
 
 @dataclass(frozen=True, slots=True)
 class OcrOutput:
-    """A page's text in reading order, and its line boxes in the same order."""
+    """A page's text in reading order, its line boxes in the same order, and its tables when
+    the page asked for them (None: not asked, or finding them failed)."""
 
     text: str
     boxes: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[Table] | None = None
 
 
 def to_output(boxes: Sequence[Box]) -> OcrOutput:

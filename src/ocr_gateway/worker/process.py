@@ -4,6 +4,8 @@ OCR is CPU-bound and takes seconds per page, so it runs in `ocr_processes` proce
 spawned, not forked, so no event loop or AMQP connection is ever copied into them; each loads
 the models once in its initializer. A process that dies (a crash, the OOM killer) breaks the
 pool, which is then rebuilt; one that runs over the page timeout is killed the same way.
+A page that asks for its tables has them found in the same call, on the same image, filled
+from the boxes the OCR just read (`tables/image.py`), so the page is decoded and read once.
 Each OCR process is killed by the kernel when the worker that started it is gone (a parent-death
 signal, see `launcher/lifetime.py`), so a killed worker leaves no orphan burning a core.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import os
 import signal
@@ -48,7 +51,18 @@ def init_process(engine_name: str, threads: int, parent_pid: int) -> None:
     the worker's event loop thread, which lives as long as the worker."""
     global _engine
     end_with_parent(parent_pid, signal.SIGKILL)
+    _limit_opencv_threads(threads)
     _engine = build_engine(engine_name, threads)
+
+
+def _limit_opencv_threads(threads: int) -> None:
+    """OpenCV (under RapidOCR and the table finder) starts a thread per core by default; keep
+    each OCR process to its share, as onnxruntime is."""
+    try:
+        import cv2
+    except ImportError:  # the tesseract engine without the ocr extra
+        return
+    cv2.setNumThreads(threads)
 
 
 def engine_name() -> str:
@@ -58,8 +72,11 @@ def engine_name() -> str:
     return _engine.name
 
 
-def recognize_page(image_base64: str) -> OcrOutput:
-    """Decode the page message's image and OCR it."""
+def recognize_page(image_base64: str, tables: bool = False) -> OcrOutput:
+    """Decode the page message's image and OCR it; with `tables`, find its tables too.
+
+    Finding tables is an addition to the text: if it fails, the page keeps its text, its
+    `tables` stay None and the error is logged."""
     if _engine is None:
         raise RuntimeError("the OCR engine was not initialised")
     try:
@@ -67,9 +84,19 @@ def recognize_page(image_base64: str) -> OcrOutput:
     except (binascii.Error, ValueError) as exc:
         raise PageImageInvalid(f"image_base64 is not valid base64: {exc}") from exc
     try:
-        return _engine.recognize(png)
+        output = _engine.recognize(png)
     except (OSError, SyntaxError) as exc:  # what Pillow raises for data it cannot decode
         raise PageImageInvalid(f"the page image cannot be decoded: {exc}") from exc
+    if not tables:
+        return output
+    try:
+        from ocr_gateway.tables.image import tables_from_image
+
+        found = tables_from_image(png, output.boxes)
+    except Exception as exc:
+        log.error("finding tables failed, the page keeps its text: %s: %s", type(exc).__name__, exc)
+        return output
+    return dataclasses.replace(output, tables=found)
 
 
 def ocr_pool(engine: str, processes: int) -> ProcessPool:
