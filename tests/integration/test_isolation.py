@@ -323,6 +323,61 @@ async def _watch_task(world: World, job_id: str) -> None:
         assert reason.replace(hidden, "<job>") == unknown_reason.replace(unknown, "<job>")
 
 
+async def _image_of(world: World, headers: Headers) -> str:
+    """An `/images` upload of the tenant `headers` name, its thumbnails made."""
+    files = {"file": ("a.png", sample("smile.png").read_bytes())}
+    response = await world.client.post(
+        "/images", headers=headers, files=files, data={"dedup": "false"}
+    )
+    assert response.status_code == 202, response.text
+    image_id = str(response.json()["id"])
+
+    async def done() -> bool:
+        answer = await world.client.get(f"/images/{image_id}", headers=headers)
+        return bool(answer.json()["status"] == "DONE")
+
+    await wait_until(done, what=f"image {image_id} done")
+    return image_id
+
+
+def _image_read(path: str) -> Check:
+    """A reads its image through `path`; B is told the image does not exist."""
+
+    async def check(world: World, job_id: str) -> None:
+        image_id = await _image_of(world, world.a)
+        owner = await world.client.get(path.format(image_id=image_id), headers=world.a)
+        assert owner.status_code == 200, (path, owner.text)
+
+        async def as_b(image: str) -> httpx.Response:
+            return await world.client.get(path.format(image_id=image), headers=world.b)
+
+        await _assert_hidden(as_b, image_id, f"GET {path}")
+
+    return check
+
+
+async def _image_upload(world: World, job_id: str) -> None:
+    """B's image is B's: A is told it does not exist."""
+    image_id = await _image_of(world, world.b)
+
+    async def as_a(image: str) -> httpx.Response:
+        return await world.client.get(f"/images/{image}", headers=world.a)
+
+    await _assert_hidden(as_a, image_id, "POST /images: A reads B's image")
+
+
+async def _image_delete(world: World, job_id: str) -> None:
+    """B's delete of A's image is told it does not exist, and leaves the image as it was."""
+    image_id = await _image_of(world, world.a)
+
+    async def as_b(image: str) -> httpx.Response:
+        return await world.client.delete(f"/images/{image}", headers=world.b)
+
+    await _assert_hidden(as_b, image_id, "DELETE /images/{image_id}")
+    after = await world.client.get(f"/images/{image_id}", headers=world.a)
+    assert after.json()["status"] == "DONE"
+
+
 CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/ocrpdf"): _upload("/ocrpdf", "file", "b.pdf", lambda: blank_pdf(1)),
     ("POST", "/ocrimage"): _upload(
@@ -344,6 +399,16 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/image-sync"): _submit("/image-sync"),
     ("GET", "/image"): _task_status,
     ("WS", "/watch-task"): _watch_task,
+    ("GET", "/jobs/{job_id}/pages/{page_number}/thumbnail"): _read(
+        "/jobs/{job_id}/pages/{page_number}/thumbnail"
+    ),
+    ("POST", "/images"): _image_upload,
+    ("GET", "/images/{image_id}"): _image_read("/images/{image_id}"),
+    ("GET", "/images/{image_id}/original"): _image_read("/images/{image_id}/original"),
+    ("GET", "/images/{image_id}/thumbnails/{size}"): _image_read(
+        "/images/{image_id}/thumbnails/300x300"
+    ),
+    ("DELETE", "/images/{image_id}"): _image_delete,
 }
 
 
