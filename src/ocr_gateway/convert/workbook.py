@@ -6,9 +6,10 @@ lines, one a row (`invoice p3 text`), and a page that failed a sheet saying so, 
 page of the batch is in the workbook. Sheet names follow Excel's rules: at most 31 characters,
 none of `[]:*?/\\`, no apostrophe at either end, unique without regard to case.
 
-A table's `rows` are read as HTML reads them: each row lists the cells that start in it, left
-to right, and a cell spanning rows or columns covers places that the rows below skip. A span
-becomes a merged range holding the cell's text in its top-left cell.
+A table's `rows` are read as HTML reads them (`tables.model.Table.positions`): each row lists
+the cells that start in it, left to right, and a cell spanning rows or columns covers places
+that the rows below skip. A span becomes a merged range holding the cell's text in its top-left
+cell.
 
 A cell whose whole text is plainly a number is written as a number (`cell_value`), shown as it
 was written; everything else, line texts included, is written as text, never as a formula.
@@ -29,6 +30,8 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
+
+from ocr_gateway.tables.model import Table
 
 MAX_TITLE_CHARS = 31
 FORBIDDEN_TITLE_CHARS = re.compile(r"[\[\]:*?/\\]")
@@ -142,38 +145,25 @@ def write_text(sheet: Worksheet, row: int, column: int, text: str) -> None:
     cell.data_type = "s"
 
 
-def write_table(sheet: Worksheet, table: Mapping[str, Any]) -> None:
+def write_table(sheet: Worksheet, table: Table) -> None:
     """The table's cells in their rows and columns; a span becomes a merged range."""
-    covered: set[tuple[int, int]] = set()
-    for row_number, cells in enumerate(table.get("rows") or [], start=1):
-        column = 1
-        for cell in cells:
-            while (row_number, column) in covered:
-                column += 1
-            rows = max(1, int(cell.get("row_span") or 1))
-            columns = max(1, int(cell.get("col_span") or 1))
-            text = str(cell.get("text") or "")
-            if text.strip():
-                value, number_format = cell_value(text)
-                if isinstance(value, str):
-                    write_text(sheet, row_number, column, value)
-                else:
-                    target = sheet.cell(row=row_number, column=column, value=value)
-                    if number_format is not None:
-                        target.number_format = number_format
-            if rows > 1 or columns > 1:
-                sheet.merge_cells(
-                    start_row=row_number,
-                    start_column=column,
-                    end_row=row_number + rows - 1,
-                    end_column=column + columns - 1,
-                )
-            covered.update(
-                (r, c)
-                for r in range(row_number, row_number + rows)
-                for c in range(column, column + columns)
+    for row, column, cell in table.positions():
+        top, left = row + 1, column + 1
+        if cell.text.strip():
+            value, number_format = cell_value(cell.text)
+            if isinstance(value, str):
+                write_text(sheet, top, left, value)
+            else:
+                target = sheet.cell(row=top, column=left, value=value)
+                if number_format is not None:
+                    target.number_format = number_format
+        if cell.row_span > 1 or cell.col_span > 1:
+            sheet.merge_cells(
+                start_row=top,
+                start_column=left,
+                end_row=top + cell.row_span - 1,
+                end_column=left + cell.col_span - 1,
             )
-            column += columns
 
 
 def write_lines(sheet: Worksheet, lines: Iterable[str]) -> None:
@@ -214,7 +204,7 @@ def fill_workbook(
         if page.get("status") == "done" and tables:
             for table_number, table in enumerate(tables, start=1):
                 sheet = workbook.create_sheet(titles.make(stem, f"{label} t{table_number}"))
-                write_table(sheet, table)
+                write_table(sheet, Table.model_validate(table))
                 fit_columns(sheet)
                 added += 1
             continue
