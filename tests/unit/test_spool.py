@@ -4,6 +4,7 @@ nothing left behind on an error. Pure asyncio and files, fed by an async iterato
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import random
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -134,7 +135,9 @@ async def test_the_file_part_is_written_whole_at_any_chunking(
     )
     destination = tmp_path / "upload.part"
     spooled = await spool(feed(body, CHUNKINGS[chunking]), destination)
-    assert spooled == SpooledUpload(destination, "report.pdf", MediaType.PDF, len(content))
+    assert spooled == SpooledUpload(
+        destination, "report.pdf", MediaType.PDF, len(content), hashlib.sha256(content).digest()
+    )
     assert destination.read_bytes() == content
 
 

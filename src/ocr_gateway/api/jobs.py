@@ -63,7 +63,10 @@ def client_job(job: Job, pages: list[Page]) -> ClientJob:
         error=job.error,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        pages=[PageState(page_number=page.page_number, status=page.status) for page in pages],
+        pages=[
+            PageState(page_number=page.page_number, status=page.status, source=page.source)
+            for page in pages
+        ],
     )
 
 
@@ -172,6 +175,7 @@ async def get_job_page(
         status=page.status,
         text=page.text,
         boxes=text_boxes(page.boxes),
+        source=page.source,
         error=page.error,
     )
 

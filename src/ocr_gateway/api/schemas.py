@@ -21,16 +21,28 @@ class ErrorResponse(BaseModel):
 
 
 class UploadAccepted(BaseModel):
+    """The job made for an upload (202), or the tenant's live job that an identical upload
+    made before (200, `deduplicated`), as that job is now."""
+
     job_id: uuid.UUID
     tenant: str
-    status: Literal["pending"] = "pending"
+    status: str = Field(
+        default="pending",
+        description="`pending` for a new job; a deduplicated upload's job may be further on.",
+    )
     filename: str
     media_type: str
     total_page_number: int
+    deduplicated: bool = Field(
+        default=False,
+        description="True when the same bytes with the same options were already uploaded"
+        " by this tenant and that job (neither failed nor cancelled) is answered instead.",
+    )
 
 
 class BatchAccepted(BaseModel):
-    """One job a file, in the order the files were sent."""
+    """One job a file, in the order the files were sent. The answer is 200 when every file
+    was deduplicated (nothing new was made), else 202."""
 
     jobs: list[UploadAccepted]
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     render_max_attempts: int = Field(default=2, gt=0)
     render_lease_s: float = Field(default=300.0, gt=0)
     orphan_temp_age_s: float = Field(default=3600.0, ge=0)
+    # A PDF upload's `text_layer` when it sends none: `off` sends every page to OCR (the seed's
+    # flow); `auto` reads a page from its own text layer when that passes the quality check.
+    text_layer: Literal["auto", "off"] = "off"
 
     # Thumbnails (`/images`): made in the render pool; an image left PROCESSING by a process
     # that died is taken up again by another (or the restarted one) once its lease runs out.

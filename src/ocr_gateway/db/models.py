@@ -103,11 +103,31 @@ class CallbackEvents(enum.StrEnum):
     PAGE = "page"
 
 
+class TextLayer(enum.StrEnum):
+    """`text_layer` of a PDF upload: `auto` reads a page from its own text layer when that
+    passes the quality check (rendering/text_layer.py); `off` sends every page to OCR."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+
+class PageSource(enum.StrEnum):
+    """Where a done page's text came from: an OCR worker, or the PDF's own text layer."""
+
+    OCR = "ocr"
+    TEXT_LAYER = "text_layer"
+
+
 DEFAULT_TENANT = "default"
 # A tenant's name: it appears in headers, URLs and logs, so it is short and plain.
 TENANT_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 DELIVERIES_STATUS_CHECK = "ck_webhook_deliveries_status"
 CALLBACK_EVENTS_CHECK = "callback_events IN (" + ", ".join(f"'{e}'" for e in CallbackEvents) + ")"
+TEXT_LAYER_CHECK = "text_layer IN (" + ", ".join(f"'{t}'" for t in TextLayer) + ")"
+PAGE_SOURCE_CHECK = "source IN (" + ", ".join(f"'{t}'" for t in PageSource) + ")"
+# The jobs an identical upload may be given back: a failed or cancelled job is not reused.
+_NOT_REUSED = sql_status(JobStatus.FAILED, JobStatus.CANCELLED)
+DEDUP_LIVE_WHERE = f"dedup_key IS NOT NULL AND status NOT IN ({_NOT_REUSED})"
 
 
 class Base(DeclarativeBase):
@@ -211,6 +231,12 @@ class Job(Timestamped, Base):
         Boolean, default=False, server_default=sql("false")
     )
     source_files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # SHA-256 of what the upload asked for (uploads/dedup.py): an identical upload of the
+    # tenant gets this job back while it is not failed or cancelled. NULL: `dedup=false`.
+    dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    text_layer: Mapped[str] = mapped_column(
+        String(8), default=TextLayer.OFF, server_default=TextLayer.OFF.value
+    )
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
@@ -229,6 +255,15 @@ class Job(Timestamped, Base):
         Index("ix_jobs_created", sql("created_at DESC"), sql("job_id DESC")),
         status_check(JobStatus, JOBS_STATUS_CHECK),
         CheckConstraint(CALLBACK_EVENTS_CHECK, name="ck_jobs_callback_events"),
+        # One live job per tenant and dedup key: two identical uploads at once insert one row.
+        Index(
+            "uq_jobs_tenant_dedup",
+            "tenant",
+            "dedup_key",
+            unique=True,
+            postgresql_where=sql(DEDUP_LIVE_WHERE),
+        ),
+        CheckConstraint(TEXT_LAYER_CHECK, name="ck_jobs_text_layer"),
     )
 
 
@@ -254,6 +289,9 @@ class Page(Timestamped, Base):
     # Tables found on the page: `[{"bbox", "rows": [[{"text", "row_span", "col_span"}]]}]`.
     tables: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(
+        String(16), default=PageSource.OCR, server_default=PageSource.OCR.value
+    )
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -286,6 +324,7 @@ class Page(Timestamped, Base):
             postgresql_where=sql(f"status = {PageStatus.QUEUED.sql}"),
         ),
         status_check(PageStatus, PAGES_STATUS_CHECK),
+        CheckConstraint(PAGE_SOURCE_CHECK, name="ck_pages_source"),
     )
 
 

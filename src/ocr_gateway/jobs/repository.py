@@ -12,10 +12,20 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, delete, func, insert, select, text, update
+from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import CallbackEvents, Job, JobStatus, Page, PageStatus, sql_status
+from ocr_gateway.db.models import (
+    DEDUP_LIVE_WHERE,
+    CallbackEvents,
+    Job,
+    JobStatus,
+    Page,
+    PageStatus,
+    TextLayer,
+    sql_status,
+)
 
 
 async def create_job(
@@ -29,10 +39,19 @@ async def create_job(
     render_lease_s: float,
     callback_url: str | None = None,
     callback_events: CallbackEvents = CallbackEvents.JOB,
-) -> None:
-    """Insert a pending job whose rendering this process owns for `render_lease_s`."""
-    await session.execute(
-        insert(Job).values(
+    dedup_key: bytes | None = None,
+    text_layer: TextLayer = TextLayer.OFF,
+) -> bool:
+    """Insert a pending job whose rendering this process owns for `render_lease_s`.
+
+    False, and nothing inserted, when the tenant already has a live job (neither failed nor
+    cancelled) with the same `dedup_key`: the insert itself asks `uq_jobs_tenant_dedup`
+    (ON CONFLICT DO NOTHING), so two identical uploads at once never both insert. A job
+    without a key always inserts.
+    """
+    inserted = await session.scalar(
+        pg_insert(Job)
+        .values(
             job_id=job_id,
             tenant=tenant,
             callback_url=callback_url,
@@ -43,6 +62,24 @@ async def create_job(
             status=JobStatus.PENDING,
             render_attempts=1,
             render_lease_until=func.now() + dt.timedelta(seconds=render_lease_s),
+            dedup_key=dedup_key,
+            text_layer=text_layer,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["tenant", "dedup_key"], index_where=text(DEDUP_LIVE_WHERE)
+        )
+        .returning(Job.job_id)
+    )
+    return inserted is not None
+
+
+async def find_live_duplicate(session: AsyncSession, tenant: str, dedup_key: bytes) -> Job | None:
+    """The tenant's live job (neither failed nor cancelled) with `dedup_key`, if any."""
+    return await session.scalar(
+        select(Job).where(
+            Job.tenant == tenant,
+            Job.dedup_key == dedup_key,
+            Job.status.not_in((JobStatus.FAILED, JobStatus.CANCELLED)),
         )
     )
 

@@ -7,7 +7,14 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Where a page's text comes from: an OCR worker, or (`text_layer=auto`) the PDF's own text.
+PageSourceWord = Literal["ocr", "text_layer"]
+SOURCE_HELP = (
+    "`text_layer`: read from the PDF's own text layer at render time, never OCR'd;"
+    " `ocr`: recognised (or, while not done, to be recognised) by an OCR worker."
+)
 
 
 class JobSummary(BaseModel):
@@ -43,6 +50,7 @@ class PageDetail(BaseModel):
     text: str | None
     error: str | None
     boxes: list[dict[str, Any]] | None
+    source: PageSourceWord = Field(default="ocr", description=SOURCE_HELP)
     publish_attempts: int
     updated_at: dt.datetime
 
@@ -54,6 +62,7 @@ class JobDetail(JobSummary):
 class PageState(BaseModel):
     page_number: int
     status: str
+    source: PageSourceWord = Field(default="ocr", description=SOURCE_HELP)
 
 
 class ClientJob(BaseModel):
@@ -123,7 +132,7 @@ class ClientPage(BaseModel):
     status: str
     text: str | None
     boxes: list[TextBox]
-    source: Literal["ocr"] = "ocr"
+    source: PageSourceWord = Field(default="ocr", description=SOURCE_HELP)
     error: str | None
 
 

@@ -26,8 +26,9 @@ _open_pdf: tuple[str, pymupdf.Document] | None = None
 _open_image: tuple[str, Image.Image] | None = None
 
 
-def _pdf(path: str) -> pymupdf.Document:
-    """The worker's cached Document for `path`, opened once per process."""
+def pdf_document(path: str) -> pymupdf.Document:
+    """The worker's cached Document for `path`, opened once per process (the text-layer
+    reader uses the same one)."""
     global _open_pdf
     if _open_pdf is not None and _open_pdf[0] == path:
         return _open_pdf[1]
@@ -79,7 +80,7 @@ def render_pages(
 
 
 def _render_pdf_page(source: str, number: int, options: RenderOptions) -> bytes:
-    page = _pdf(source).load_page(number - 1)
+    page = pdf_document(source).load_page(number - 1)
     rect = page.rect
     if page_pixels(rect.width, rect.height, options.dpi) > options.max_page_pixels:
         raise RenderFailure(f"page {number} exceeds the pixel budget")

@@ -6,14 +6,38 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus, sql_status
+from ocr_gateway.db.models import (
+    Job,
+    JobStatus,
+    Page,
+    PageSource,
+    PageStatus,
+    TextLayer,
+    sql_status,
+)
+
+
+class PageContent(Protocol):
+    """What a page read at render time stores on its row (`text_layer.TextLayerPage`)."""
+
+    def columns(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedPages:
+    """What `record_rendered_pages` did: the job's status before it, and the pages it
+    recorded `done` from their text layer (each owes a `page.done` event)."""
+
+    status_before: str
+    done_pages: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +47,7 @@ class RenderClaim:
     total_page_number: int
     render_attempts: int
     done_pages: frozenset[int]
+    text_layer: bool = False
 
 
 async def claim_unfinished_renders(
@@ -47,7 +72,7 @@ async def claim_unfinished_renders(
                            FOR UPDATE SKIP LOCKED) c
                  WHERE j.job_id = c.job_id
              RETURNING j.job_id, j.media_type, j.total_page_number, j.render_attempts,
-                       j.excluded_pages
+                       j.excluded_pages, j.text_layer
                 """
             ),
             {"lease": render_lease_s, "limit": limit},
@@ -63,6 +88,7 @@ async def claim_unfinished_renders(
                 total_page_number=row.total_page_number,
                 render_attempts=row.render_attempts,
                 done_pages=frozenset(existing | set(row.excluded_pages or ())),
+                text_layer=row.text_layer == TextLayer.AUTO,
             )
         )
     return claims
@@ -80,8 +106,14 @@ async def record_rendered_pages(
     *,
     render_lease_s: float,
     sizes: Mapping[int, int] | None = None,
-) -> bool:
-    """Insert page rows for rendered PNGs and renew the render lease; False if the job is gone.
+    read_pages: Mapping[int, PageContent] | None = None,
+) -> RecordedPages | None:
+    """Insert page rows for rendered PNGs and renew the render lease; None if the job is gone.
+
+    `read_pages` are the pages whose content was read at render time (from their text layer):
+    they are inserted `done`, with `source` `text_layer` and the values their `columns()` give,
+    and never published. The caller records their events and refreshes the job's progress
+    (`RecordedPages.done_pages`, under the job's row lock this takes).
 
     `sizes` gives each PNG's bytes by page number: the pages newly recorded add theirs to the
     job's `stored_bytes` (a page rendered again after a resume is not counted twice).
@@ -97,28 +129,39 @@ async def record_rendered_pages(
         )
     ).first()
     if job is None:
-        return False
-    page_status = PageStatus.CANCELLED if job.status == JobStatus.CANCELLED else PageStatus.PENDING
+        return None
+    cancelled = job.status == JobStatus.CANCELLED
+    page_status = PageStatus.CANCELLED if cancelled else PageStatus.PENDING
+    read = {} if cancelled or read_pages is None else dict(read_pages)
+    rows: list[dict[str, Any]] = []
+    for n, path in pages:
+        row: dict[str, Any] = {
+            "job_id": job_id,
+            "tenant": job.tenant,
+            "priority": job.priority,
+            "page_number": n,
+            "path": path,
+            "status": page_status,
+            "source": PageSource.OCR,
+        }
+        if n in read:
+            row.update(read[n].columns(), status=PageStatus.DONE, source=PageSource.TEXT_LAYER)
+        rows.append(row)
+    # One multi-row VALUES needs the same keys in every row: NULL where a page has none.
+    keys = {key for row in rows for key in row}
+    rows = [{key: row.get(key) for key in keys} for row in rows]
     added_bytes = 0
+    done: list[int] = []
     if pages:
-        inserted = await session.scalars(
-            pg_insert(Page)
-            .values(
-                [
-                    {
-                        "job_id": job_id,
-                        "tenant": job.tenant,
-                        "priority": job.priority,
-                        "page_number": n,
-                        "path": path,
-                        "status": page_status,
-                    }
-                    for n, path in pages
-                ]
+        inserted = list(
+            await session.scalars(
+                pg_insert(Page)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["job_id", "page_number"])
+                .returning(Page.page_number)
             )
-            .on_conflict_do_nothing(index_elements=["job_id", "page_number"])
-            .returning(Page.page_number)
         )
+        done = sorted(n for n in inserted if n in read)
         if sizes:
             added_bytes = sum(sizes.get(n, 0) for n in inserted)
     await session.execute(
@@ -134,7 +177,7 @@ async def record_rendered_pages(
             updated_at=func.now(),
         )
     )
-    return True
+    return RecordedPages(str(job.status), done)
 
 
 async def finish_render(session: AsyncSession, job_id: uuid.UUID) -> None:

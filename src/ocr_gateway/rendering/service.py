@@ -1,4 +1,10 @@
-"""Rendering uploads' pages in the background, in the render pool, resumable after a crash."""
+"""Rendering uploads' pages in the background, in the render pool, resumable after a crash.
+
+A job with `text_layer=auto` has each PDF page's text layer read and judged in the same pool
+call (rendering/text_layer.py); a page that passes is recorded `done` in the transaction that
+records its PNG, with its `page.done` event and, when it was the job's last, `job.completed`,
+exactly as if a worker's result had arrived.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.core.process_pool import ProcessPool, WorkerLost
 from ocr_gateway.core.settings import Settings
@@ -23,6 +30,7 @@ from ocr_gateway.rendering.fair_share import FairShare
 from ocr_gateway.rendering.mupdf import RenderOptions
 from ocr_gateway.rendering.pages import RenderFailure, render_pages
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.rendering.text_layer import RenderedChunk, render_pages_reading_text
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +80,13 @@ class Renderer:
         *,
         attempt: int,
         page_pixels: int = 0,
+        text_layer: bool = False,
     ) -> None:
         """Render `pages` in the background; `page_pixels` (the largest page's, if known)
-        sizes the chunks."""
+        sizes the chunks. With `text_layer`, pages whose text layer passes are done at once."""
         size = chunk_pages(self.settings.render_chunk_pages, page_pixels)
         task = asyncio.create_task(
-            self._render_job(job_id, media_type, list(pages), attempt, size),
+            self._render_job(job_id, media_type, list(pages), attempt, size, text_layer),
             name=f"render-{job_id}",
         )
         self._renders[job_id] = task
@@ -88,7 +97,13 @@ class Renderer:
         return list(self._renders)
 
     async def _render_job(
-        self, job_id: uuid.UUID, media_type: str, pages: list[int], attempt: int, size: int
+        self,
+        job_id: uuid.UUID,
+        media_type: str,
+        pages: list[int],
+        attempt: int,
+        size: int,
+        text_layer: bool = False,
     ) -> None:
         source = str(self.storage.temp_path(job_id))
         out_dir = str(self.storage.job_dir(job_id))
@@ -106,10 +121,13 @@ class Renderer:
                         return
                     chunk = chunks.pop(0)
                     try:
-                        written = await self._render_chunk(source, media_type, chunk, out_dir)
+                        rendered = await self._render_chunk(
+                            source, media_type, chunk, out_dir, text_layer
+                        )
                     except RenderFailure as exc:
                         failure = str(exc)
                         return
+                written = rendered.written
                 sizes = await asyncio.to_thread(_file_sizes, written)
                 async with self.sessions.begin() as session:
                     recorded = await repo.record_rendered_pages(
@@ -118,13 +136,23 @@ class Renderer:
                         written,
                         render_lease_s=self.settings.render_lease_s,
                         sizes=sizes,
+                        read_pages=rendered.text_pages,
                     )
+                    if recorded is not None and recorded.done_pages:
+                        await _record_read_pages(session, job_id, recorded)
                     # New pending pages: a dispatcher with a start in force for them (automatic
                     # dispatch, a task's own start, an operator's) claims them now, not at its
                     # next poll. A dispatcher without one only looks and sleeps again.
                     await notify_dispatchers(session, "rendered")
-                if not recorded:
+                if recorded is None:
                     job_gone = True
+                elif rendered.text_pages or rendered.refused:
+                    log.info(
+                        "text layer job_id=%s read=%s ocr=%s",
+                        job_id,
+                        sorted(rendered.text_pages),
+                        {n: reason for n, reason in sorted(rendered.refused.items())},
+                    )
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -146,8 +174,14 @@ class Renderer:
                     await events_repo.record_event(session, job_id, EventType.JOB_FAILED)
             else:
                 await repo.finish_render(session, job_id)
-            if await jobs_repo.lock_job(session, job_id) is not None:
-                await jobs_repo.refresh_job_progress(session, job_id)
+            job = await jobs_repo.lock_job(session, job_id)
+            if job is not None:
+                before = job.status
+                after = await jobs_repo.refresh_job_progress(session, job_id)
+                # A job whose every page was read from its text layer completes here, once
+                # its render lease is released; a failed job has had its event already.
+                if failure is None:
+                    await events_repo.record_status_change(session, job_id, before, after)
         await self.storage.remove_file(source)
         if failure is not None:
             log.error("render failed job_id=%s reason=%s", job_id, failure)
@@ -155,37 +189,62 @@ class Renderer:
             log.info("render finished job_id=%s pages=%d", job_id, len(pages))
 
     async def _render_chunk(
-        self, source: str, media_type: str, pages: list[int], out_dir: str
-    ) -> list[tuple[int, str]]:
-        """Render a chunk; after a worker loss, retry its pages one by one to find the culprit."""
+        self, source: str, media_type: str, pages: list[int], out_dir: str, text_layer: bool
+    ) -> RenderedChunk:
+        """Render a chunk (reading its text layers too, with `text_layer`); after a worker
+        loss, retry its pages one by one to find the culprit."""
         timeout = self.settings.render_page_timeout_s * len(pages)
         try:
-            return await self.render_pool.run(
-                render_pages, source, media_type, pages, out_dir, self.options, timeout=timeout
-            )
+            return await self._run_render(source, media_type, pages, out_dir, text_layer, timeout)
         except WorkerLost as exc:
             log.warning("render worker lost pages=%s reason=%s", pages, exc)
             last_error = exc
-        written: list[tuple[int, str]] = []
+        whole = RenderedChunk([])
         for number in pages:
             for attempt in range(1, self.settings.render_max_attempts + 1):
                 try:
-                    written += await self.render_pool.run(
-                        render_pages,
+                    one = await self._run_render(
                         source,
                         media_type,
                         [number],
                         out_dir,
-                        self.options,
-                        timeout=self.settings.render_page_timeout_s,
+                        text_layer,
+                        self.settings.render_page_timeout_s,
                     )
+                    whole.written += one.written
+                    whole.text_pages.update(one.text_pages)
+                    whole.refused.update(one.refused)
                     break
                 except WorkerLost as exc:
                     last_error = exc
                     log.warning("render retry page_number=%d attempt=%d: %s", number, attempt, exc)
             else:
                 raise RenderFailure(f"page {number}: {last_error}")
-        return written
+        return whole
+
+    async def _run_render(
+        self,
+        source: str,
+        media_type: str,
+        pages: list[int],
+        out_dir: str,
+        text_layer: bool,
+        timeout: float,
+    ) -> RenderedChunk:
+        if text_layer:
+            return await self.render_pool.run(
+                render_pages_reading_text,
+                source,
+                media_type,
+                pages,
+                out_dir,
+                self.options,
+                timeout=timeout,
+            )
+        written = await self.render_pool.run(
+            render_pages, source, media_type, pages, out_dir, self.options, timeout=timeout
+        )
+        return RenderedChunk(written)
 
     # ------------------------------------------------------------ recovery
 
@@ -207,7 +266,11 @@ class Renderer:
             else:
                 log.info("render resumed job_id=%s missing=%d", claim.job_id, len(missing))
                 self.schedule(
-                    claim.job_id, claim.media_type, missing, attempt=claim.render_attempts
+                    claim.job_id,
+                    claim.media_type,
+                    missing,
+                    attempt=claim.render_attempts,
+                    text_layer=claim.text_layer,
                 )
                 continue
             async with self.sessions.begin() as session:
@@ -244,6 +307,18 @@ class Renderer:
             with contextlib.suppress(Exception):
                 async with self.sessions.begin() as session:
                     await repo.release_render_leases(session, mine)
+
+
+async def _record_read_pages(
+    session: AsyncSession, job_id: uuid.UUID, recorded: repo.RecordedPages
+) -> None:
+    """Pages read at render time, as a worker's results would be: the job's counters and
+    status refreshed (under the row lock `record_rendered_pages` took), a `page.done` each,
+    and the job's own event if it has just finished."""
+    after = await jobs_repo.refresh_job_progress(session, job_id)
+    for number in recorded.done_pages:
+        await events_repo.record_event(session, job_id, EventType.PAGE_DONE, page_number=number)
+    await events_repo.record_status_change(session, job_id, recorded.status_before, after)
 
 
 def _file_sizes(written: Iterable[tuple[int, str]]) -> dict[int, int]:

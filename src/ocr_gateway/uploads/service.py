@@ -4,6 +4,10 @@ A refused upload raises a GatewayError and leaves no file and no row behind; an 
 rendered in the background by the `Renderer`. A batch (`accept_batch`) is all or nothing: its
 files are spooled and inspected, then all its jobs are recorded in one transaction, and a
 refusal of any file (naming its `index`) keeps none of them.
+
+An upload identical to a live job of the tenant (same dedup key, uploads/dedup.py) is answered
+with that job (`deduplicated`): its temp file is removed, nothing is rendered, and its pages are
+not charged to the tenant's quotas.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +39,7 @@ from ocr_gateway.core.process_pool import (
 )
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
-from ocr_gateway.db.models import CallbackEvents
+from ocr_gateway.db.models import CallbackEvents, Job, JobStatus, TextLayer
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering.inspection import Inspection, Limits, inspect_document
 from ocr_gateway.rendering.mupdf import warm_up
@@ -43,8 +47,11 @@ from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.tenants import quotas
 from ocr_gateway.tenants import repository as tenants_repo
+from ocr_gateway.tenants import usage as usage_repo
 from ocr_gateway.tenants.access import Caller
+from ocr_gateway.uploads.dedup import KIND_OCR, dedup_key
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
+from ocr_gateway.uploads.options import OPTION_FIELDS, UploadOptions, read_options
 from ocr_gateway.uploads.spool import SpooledUpload, TextFields, spool_files, spool_upload
 from ocr_gateway.webhooks.guard import check_callback_url
 
@@ -62,7 +69,10 @@ BATCH_TYPES = PDF_TYPES | IMAGE_TYPES
 # The form fields an upload may carry beside its file(s).
 CALLBACK_URL_FIELD = "callback_url"
 CALLBACK_EVENTS_FIELD = "callback_events"
-UPLOAD_TEXT_FIELDS = frozenset({CALLBACK_URL_FIELD, CALLBACK_EVENTS_FIELD})
+UPLOAD_TEXT_FIELDS = frozenset({CALLBACK_URL_FIELD, CALLBACK_EVENTS_FIELD}) | OPTION_FIELDS
+# Tries at recording a job whose live duplicate vanished (failed, cancelled, deleted) between
+# the insert that met it and the read that looked for it.
+DEDUP_INSERT_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +86,42 @@ class JobOwner:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedUpload:
+    """A job made for an upload, or (`deduplicated`) the live job an identical upload made."""
+
     job_id: uuid.UUID
     filename: str
     media_type: MediaType
     total_page_number: int
+    deduplicated: bool = False
+    status: str = JobStatus.PENDING.value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedJob:
+    """One job of `record_jobs`: inserted, or the existing live job with the same dedup key."""
+
+    job_id: uuid.UUID
+    deduplicated: bool
+    filename: str
+    media_type: str
+    total_page_number: int
+    status: str
+
+    @classmethod
+    def of(cls, job: Job) -> RecordedJob:
+        return cls(
+            job.job_id, True, job.filename, job.media_type, job.total_page_number, job.status
+        )
+
+    def accepted(self) -> AcceptedUpload:
+        return AcceptedUpload(
+            self.job_id,
+            self.filename,
+            MediaType(self.media_type),
+            self.total_page_number,
+            deduplicated=self.deduplicated,
+            status=self.status,
+        )
 
 
 class UploadService:
@@ -111,11 +153,14 @@ class UploadService:
         content_length: str | None,
         accepted: frozenset[MediaType],
         caller: Caller,
+        query: Mapping[str, str] | None = None,
     ) -> AcceptedUpload:
         """Spool, inspect and record an upload for `caller`'s tenant, then render it in the
-        background.
+        background. Its options (`text_layer`, `dedup`) come from its form fields or `query`.
 
-        A refused upload raises a GatewayError and leaves no file and no row behind.
+        A refused upload raises a GatewayError and leaves no file and no row behind. An upload
+        identical to a live job of the tenant answers that job, `deduplicated`, and keeps
+        nothing of its own.
         """
         await quotas.precheck_quotas(self.sessions, self.settings, caller.tenant)
         job_id = uuid.uuid4()
@@ -132,12 +177,22 @@ class UploadService:
         )
         try:
             owner = await self._owner(caller, texts)
+            options = read_options(query or {}, texts.values, self.settings)
             inspection = await self._inspect(str(temp_path), upload.media_type)
-            await self.record_jobs([(job_id, upload, inspection)], owner)
+            (recorded,) = await self.record_jobs(
+                [(job_id, upload, inspection)],
+                owner,
+                options=options,
+                dedup_keys=[self.upload_key(upload, options)],
+            )
         except BaseException:
             await self.storage.remove_file(temp_path)
             raise
-        return self.hand_on(job_id, upload, inspection)
+        if recorded.deduplicated:
+            await self.storage.remove_file(temp_path)
+            log.info("upload deduplicated job_id=%s", recorded.job_id)
+            return recorded.accepted()
+        return self.hand_on(job_id, upload, inspection, options)
 
     async def accept_batch(
         self,
@@ -145,9 +200,11 @@ class UploadService:
         content_type: str | None,
         content_length: str | None,
         caller: Caller,
+        query: Mapping[str, str] | None = None,
     ) -> list[AcceptedUpload]:
         """Spool, inspect and record every `files` part of a batch, in the order sent, then
-        render each in the background.
+        render each in the background. Each file is deduplicated on its own: a file identical
+        to a live job of the tenant (or to an earlier file of the batch) answers that job.
 
         All or nothing: a refusal raises a GatewayError (with the file's `index` when it is
         about one file) and leaves no file and no row of the batch behind.
@@ -173,15 +230,39 @@ class UploadService:
         )
         try:
             owner = await self._owner(caller, texts)
+            options = read_options(query or {}, texts.values, self.settings)
             inspections = await self.inspect_batch(uploads)
             batch = list(zip(job_ids, uploads, inspections, strict=True))
-            await self.record_jobs(batch, owner)
+            recorded = await self.record_jobs(
+                batch,
+                owner,
+                options=options,
+                dedup_keys=[self.upload_key(upload, options) for upload in uploads],
+            )
         except BaseException:
             for upload in uploads:
                 await self.storage.remove_file(upload.path)
             raise
-        log.info("batch accepted files=%d", len(batch))
-        return [self.hand_on(*accepted) for accepted in batch]
+        answers: list[AcceptedUpload] = []
+        for (job_id, upload, inspection), job in zip(batch, recorded, strict=True):
+            if job.deduplicated:
+                await self.storage.remove_file(upload.path)
+                answers.append(job.accepted())
+            else:
+                answers.append(self.hand_on(job_id, upload, inspection, options))
+        log.info(
+            "batch accepted files=%d deduplicated=%d",
+            len(batch),
+            sum(job.deduplicated for job in recorded),
+        )
+        return answers
+
+    @staticmethod
+    def upload_key(upload: SpooledUpload, options: UploadOptions) -> bytes | None:
+        """The dedup key of a one-file OCR job, or None when the client sent `dedup=false`."""
+        if not options.dedup:
+            return None
+        return dedup_key(KIND_OCR, options.key_options(upload.media_type), upload.sha256)
 
     async def inspect_batch(self, uploads: Sequence[SpooledUpload]) -> list[Inspection]:
         """Inspect a batch's files (or a task's images) concurrently, each in a process of
@@ -219,6 +300,10 @@ class UploadService:
             inspections.append(outcome)
         return inspections
 
+    async def owner(self, caller: Caller, texts: TextFields) -> JobOwner:
+        """The new job's owner, for a route that spools its own files (`/convert/batch`)."""
+        return await self._owner(caller, texts)
+
     async def _owner(self, caller: Caller, texts: TextFields) -> JobOwner:
         """The new jobs' tenant and callback, from the caller and the upload's form fields."""
         url = texts.values.get(CALLBACK_URL_FIELD) or None
@@ -235,39 +320,105 @@ class UploadService:
         jobs: Sequence[tuple[uuid.UUID, SpooledUpload, Inspection]],
         owner: JobOwner,
         *,
+        options: UploadOptions | None = None,
+        dedup_keys: Sequence[bytes | None] | None = None,
         then: Callable[[AsyncSession], Awaitable[None]] | None = None,
-    ) -> None:
+    ) -> list[RecordedJob]:
         """Insert the jobs (`pending`) in one transaction: all of them or none, within the
         tenant's quotas (checked under its lock, so concurrent uploads cannot overshoot).
-        `then` adds its own statements to that transaction (a task's columns and its start)."""
+        `then` adds its own statements to that transaction (a task's columns and its start).
+
+        `dedup_keys` (one per job, None for none) makes a job whose key matches a live job of
+        the tenant come back as that job (`deduplicated`) instead of being inserted; only the
+        jobs inserted count against the quotas. The insert decides, through the unique index,
+        so two identical uploads at once record one job. The caller must not render a
+        deduplicated job's upload, and removes its file.
+        """
+        options = options or UploadOptions(text_layer=TextLayer(self.settings.text_layer))
+        keys = list(dedup_keys) if dedup_keys is not None else [None] * len(jobs)
+        if len(keys) != len(jobs):
+            raise ValueError("one dedup key (or None) per job")
         async with self.sessions.begin() as session:
             await tenants_repo.ensure_tenant(session, owner.tenant)
+            # The quota lock serialises the tenant's uploads, so the duplicates found here are
+            # the ones the inserts below will meet; they are left out of the quota check.
+            await usage_repo.lock_tenant_quota(session, owner.tenant)
+            known: set[bytes] = set()
+            for wanted in {key for key in keys if key is not None}:
+                if await jobs_repo.find_live_duplicate(session, owner.tenant, wanted):
+                    known.add(wanted)
+            new_jobs, new_pages = 0, 0
+            for (_, _, inspection), key in zip(jobs, keys, strict=True):
+                if key is None or key not in known:
+                    new_jobs += 1
+                    new_pages += inspection.page_count
+                    if key is not None:
+                        known.add(key)  # a later identical file of the batch adds nothing
             await quotas.enforce_quotas(
                 session,
                 self.settings,
                 owner.tenant,
-                new_jobs=len(jobs),
-                new_pages=sum(inspection.page_count for _, _, inspection in jobs),
+                new_jobs=new_jobs,
+                new_pages=new_pages,
             )
-            for job_id, upload, inspection in jobs:
-                await jobs_repo.create_job(
-                    session,
-                    job_id=job_id,
-                    tenant=owner.tenant,
-                    filename=upload.filename,
-                    media_type=upload.media_type,
-                    total_page_number=inspection.page_count,
-                    render_lease_s=self.settings.render_lease_s,
-                    callback_url=owner.callback_url,
-                    callback_events=owner.callback_events,
-                )
+            recorded = [
+                await self._record_job(session, job_id, upload, inspection, owner, options, key)
+                for (job_id, upload, inspection), key in zip(jobs, keys, strict=True)
+            ]
             if then is not None:
                 await then(session)
+        return recorded
+
+    async def _record_job(
+        self,
+        session: AsyncSession,
+        job_id: uuid.UUID,
+        upload: SpooledUpload,
+        inspection: Inspection,
+        owner: JobOwner,
+        options: UploadOptions,
+        key: bytes | None,
+    ) -> RecordedJob:
+        """Insert one job, or find the live job its dedup key already names."""
+        for _ in range(DEDUP_INSERT_TRIES):
+            inserted = await jobs_repo.create_job(
+                session,
+                job_id=job_id,
+                tenant=owner.tenant,
+                filename=upload.filename,
+                media_type=upload.media_type,
+                total_page_number=inspection.page_count,
+                render_lease_s=self.settings.render_lease_s,
+                callback_url=owner.callback_url,
+                callback_events=owner.callback_events,
+                dedup_key=key,
+                text_layer=options.text_layer_for(upload.media_type),
+            )
+            if inserted:
+                return RecordedJob(
+                    job_id,
+                    False,
+                    upload.filename,
+                    upload.media_type.value,
+                    inspection.page_count,
+                    JobStatus.PENDING.value,
+                )
+            assert key is not None, "a job without a dedup key always inserts"
+            existing = await jobs_repo.find_live_duplicate(session, owner.tenant, key)
+            if existing is not None:
+                return RecordedJob.of(existing)
+        raise _pool_unavailable("the job's duplicate kept changing while it was recorded")
 
     def hand_on(
-        self, job_id: uuid.UUID, upload: SpooledUpload, inspection: Inspection
+        self,
+        job_id: uuid.UUID,
+        upload: SpooledUpload,
+        inspection: Inspection,
+        options: UploadOptions | None = None,
     ) -> AcceptedUpload:
-        """Log a recorded job and schedule its rendering."""
+        """Log a recorded job and schedule its rendering (reading PDF pages' text layers
+        first when `options.text_layer` is `auto`)."""
+        options = options or UploadOptions(text_layer=TextLayer(self.settings.text_layer))
         log.info(
             "upload accepted job_id=%s filename=%r media_type=%s bytes=%d pages=%d",
             job_id,
@@ -282,6 +433,7 @@ class UploadService:
             range(1, inspection.page_count + 1),
             attempt=1,
             page_pixels=inspection.largest_page_pixels,
+            text_layer=options.text_layer_for(upload.media_type) == TextLayer.AUTO,
         )
         return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
 

@@ -22,6 +22,7 @@ the same parser pieces, and each piece is small and tested alone (tests/unit/tes
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -49,10 +50,14 @@ MAX_FILENAME_CHARS = 255
 
 @dataclass(slots=True)
 class SpooledUpload:
+    """A file written to `temp/`; `sha256` is its digest, computed as its bytes streamed in
+    (uploads/dedup.py builds an upload's dedup key from it)."""
+
     path: Path
     filename: str
     media_type: MediaType
     size: int
+    sha256: bytes = b""
 
 
 def clean_filename(raw: str) -> str:
@@ -320,7 +325,8 @@ class FileFields:
 
 
 class FileSink:
-    """The file on its way to `destination`: typed by its first bytes, written in slices.
+    """The file on its way to `destination`: typed by its first bytes, written in slices,
+    hashed (SHA-256) as they pass.
 
     Nothing is written before the type is known and accepted, so a refused type leaves no file.
     """
@@ -331,8 +337,15 @@ class FileSink:
         self.media_type: MediaType | None = None
         self._pending = bytearray()
         self._out: anyio.AsyncFile[bytes] | None = None
+        self._digest = hashlib.sha256()
+
+    @property
+    def sha256(self) -> bytes:
+        """The digest of every byte written so far (all of the file, after `finish`)."""
+        return self._digest.digest()
 
     async def write(self, data: bytes) -> None:
+        self._digest.update(data)
         self._pending += data
         if len(self._pending) >= WRITE_SLICE:
             await self._flush(final=False)
@@ -399,7 +412,7 @@ async def spool_upload(
             body, MultipartEvents(boundary), sink, limits, texts or TextFields(frozenset())
         )
         media_type = await sink.finish()
-        return SpooledUpload(destination, filename, media_type, limits.file_bytes)
+        return SpooledUpload(destination, filename, media_type, limits.file_bytes, sink.sha256)
     except BaseException:
         await sink.discard()
         raise
@@ -520,7 +533,9 @@ class _BatchSinks:
         media_type = await sink.finish()
         await sink.close()
         self.spooled.append(
-            SpooledUpload(sink.destination, self._filename, media_type, self.limits.file_bytes)
+            SpooledUpload(
+                sink.destination, self._filename, media_type, self.limits.file_bytes, sink.sha256
+            )
         )
         self._sink = None
 
