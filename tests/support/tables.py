@@ -120,7 +120,9 @@ def table_pdf(cells: Sequence[Sequence[str]], *, ruled: bool, merge_header: bool
     return data
 
 
-def expected_cells(cells: Sequence[Sequence[str]], *, merge_header: bool = False) -> list[list[str]]:
+def expected_cells(
+    cells: Sequence[Sequence[str]], *, merge_header: bool = False
+) -> list[list[str]]:
     out = [list(row) for row in cells]
     if merge_header:
         out[0][-1] = ""
@@ -144,7 +146,9 @@ def borderless_pages() -> list[TablePage]:
 def born_digital_pages() -> list[TablePage]:
     pages = []
     for i, t in enumerate(TABLES):
-        pages.append(TablePage(f"pdf-ruled-{i}", table_pdf(t, ruled=True), expected_cells(t), "pdf"))
+        pages.append(
+            TablePage(f"pdf-ruled-{i}", table_pdf(t, ruled=True), expected_cells(t), "pdf")
+        )
         pages.append(
             TablePage(f"pdf-borderless-{i}", table_pdf(t, ruled=False), expected_cells(t), "pdf")
         )

@@ -128,13 +128,13 @@ def test_result_message_ignores_extra_fields_and_keeps_extra_box_fields() -> Non
             "page_number": 4,
             "status": "done",
             "text": "hi",
-            "tables": [{"rows": 2}],
+            "detections": [{"rows": 2}],
             "engine": "rapidocr",
             "boxes": [{"bbox": [1, 2, 3, 4], "text": "hi", "confidence": 0.5, "angle": 90}],
         }
     )
     result = ResultMessage.model_validate_json(body)
-    assert "tables" not in result.model_dump() and "engine" not in result.model_dump()
+    assert "detections" not in result.model_dump() and "engine" not in result.model_dump()
     assert result.boxes is not None
     assert result.boxes[0].bbox == (1.0, 2.0, 3.0, 4.0)
     assert result.boxes[0].model_dump()["angle"] == 90
