@@ -14,6 +14,7 @@ from ocr_gateway import __version__
 from ocr_gateway.api import (
     admin,
     batches,
+    convert,
     exports,
     health,
     images,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
+    app.include_router(convert.router, prefix=API_PREFIX)
     # The paths that clients of the Celery-based OCR API call, with the same handlers; the
     # OpenAPI document lists these operations once, under /api/v1 (`tasks.root_router`).
     app.include_router(tasks.root_router)

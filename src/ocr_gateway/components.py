@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocr_gateway.convert.service import ConvertService
 from ocr_gateway.core.process_pool import IsolatedPool, ProcessPool, lower_priority
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.core.tasks import cancel_all, every, supervise
@@ -54,6 +55,7 @@ class Components:
     tenants: TenantService
     webhooks: WebhookSender
     tasks: TaskService
+    convert: ConvertService
     thumbnails: ThumbnailService
     dispatcher: Dispatcher | None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -99,6 +101,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         tenants=TenantService(settings, sessions),
         webhooks=WebhookSender(settings, sessions),
         tasks=TaskService(settings, sessions, storage, uploads, events),
+        convert=ConvertService(settings, sessions, storage, uploads, render_pool),
         thumbnails=thumbnails,
         dispatcher=dispatcher,
     )

@@ -152,6 +152,9 @@ def test_each_route_lists_only_the_errors_it_can_return(app: FastAPI) -> None:
     operations = _operations(app)
     for op_id in ("upload_pdf", "upload_image", "submit_jobs"):
         assert _error_codes(operations[op_id]) == set(UPLOAD_ERRORS), op_id
+    # /convert/batch is a client route: a key, and the tenant it names, are checked too.
+    assert _error_codes(operations["convert_batch"]) == {401, 403} | set(UPLOAD_ERRORS)
+    assert _error_codes(operations["download_file"]) == {401, 403, 404, 409, 422, 503}
     admin = {
         "admin_list_jobs": {400, 422},
         "admin_get_job": {404, 422},

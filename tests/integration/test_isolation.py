@@ -378,6 +378,35 @@ async def _image_delete(world: World, job_id: str) -> None:
     assert after.json()["status"] == "DONE"
 
 
+async def _download(world: World, job_id: str) -> None:
+    """A downloads the workbook of its done `/convert/batch` job; B is told the file does not
+    exist, as for an unknown file."""
+    files = {"files": ("a.pdf", blank_pdf(1))}
+    params = {"text_layer": "off", "dedup": "false"}
+    response = await world.client.post(
+        "/convert/batch", headers=world.a, files=files, params=params
+    )
+    assert response.status_code == 202, response.text
+    converted = str(response.json()["job_id"])
+
+    async def rendered() -> bool:
+        return bool((await _job_of(world, world.a, converted))["rendered_pages"] == 1)
+
+    await wait_until(rendered, what="A's batch rendered")
+    result = ResultMessage(job_id=uuid.UUID(converted), page_number=1, status="done", text="a")
+    await store_result(world.services.sessions, result)
+    [download] = (await _job_of(world, world.a, converted))["downloads"]
+    file_id = str(download["file_id"])
+    owner = await world.client.get(f"/download/{file_id}", headers=world.a)
+    assert owner.status_code == 200, owner.text
+
+    async def as_b(file: str) -> httpx.Response:
+        return await world.client.get(f"/download/{file}", headers=world.b)
+
+    await _assert_hidden(as_b, file_id, "GET /download/{file_id}")
+    assert "downloads" not in (await world.client.get(f"/jobs/{converted}", headers=world.b)).json()
+
+
 CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/ocrpdf"): _upload("/ocrpdf", "file", "b.pdf", lambda: blank_pdf(1)),
     ("POST", "/ocrimage"): _upload(
@@ -399,6 +428,8 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/image-sync"): _submit("/image-sync"),
     ("GET", "/image"): _task_status,
     ("WS", "/watch-task"): _watch_task,
+    ("POST", "/convert/batch"): _upload("/convert/batch", "files", "b.pdf", lambda: blank_pdf(1)),
+    ("GET", "/download/{file_id}"): _download,
     ("GET", "/jobs/{job_id}/pages/{page_number}/thumbnail"): _read(
         "/jobs/{job_id}/pages/{page_number}/thumbnail"
     ),

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request, Security, WebSocket
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ocr_gateway.components import Components
+from ocr_gateway.convert.service import ConvertService
 from ocr_gateway.core.errors import Forbidden, Unauthorized
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.control import DispatchControl
@@ -74,6 +75,10 @@ def get_thumbnails(request: Request) -> ThumbnailService:
     return _components(request).thumbnails
 
 
+def get_convert(request: Request) -> ConvertService:
+    return _components(request).convert
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -90,6 +95,7 @@ KeysDep = Annotated[KeyRing, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 TenantsDep = Annotated[TenantService, Depends(get_tenants)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
+ConvertDep = Annotated[ConvertService, Depends(get_convert)]
 ThumbnailsDep = Annotated[ThumbnailService, Depends(get_thumbnails)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")

@@ -21,6 +21,7 @@ from ocr_gateway.api.images import BINARY, cached_bytes
 from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import Deleted
 from ocr_gateway.components import Components
+from ocr_gateway.convert.schemas import DownloadLink
 from ocr_gateway.core.errors import GatewayError
 from ocr_gateway.db.models import Job, JobStatus, Page, PageStatus
 from ocr_gateway.events.hub import HEARTBEAT_S, EventHub
@@ -47,7 +48,9 @@ MAX_WAIT_S = 60
 WS_UNKNOWN_JOB = 1008
 
 
-def client_job(job: Job, pages: list[Page]) -> ClientJob:
+def client_job(
+    job: Job, pages: list[Page], downloads: list[DownloadLink] | None = None
+) -> ClientJob:
     cancelled = sum(1 for page in pages if page.status == PageStatus.CANCELLED)
     return ClientJob(
         job_id=job.job_id,
@@ -67,12 +70,13 @@ def client_job(job: Job, pages: list[Page]) -> ClientJob:
             PageState(page_number=page.page_number, status=page.status, source=page.source)
             for page in pages
         ],
+        downloads=downloads or [],
     )
 
 
 async def _snapshot(jobs: JobService, job_id: uuid.UUID, *, scope: str | None) -> ClientJob:
     job, pages = await jobs.get(job_id, scope=scope)
-    return client_job(job, list(pages))
+    return client_job(job, list(pages), await jobs.downloads(job))
 
 
 def _snapshot_event(job: ClientJob) -> JobEventOut:

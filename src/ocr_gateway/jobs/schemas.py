@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ocr_gateway.convert.schemas import DownloadLink
+
 # Where a page's text comes from: an OCR worker, or (`text_layer=auto`) the PDF's own text.
 PageSourceWord = Literal["ocr", "text_layer"]
 SOURCE_HELP = (
@@ -82,6 +84,8 @@ class ClientJob(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     pages: list[PageState]
+    # Files made from the job once it is done: a `/convert/batch` job's workbook.
+    downloads: list[DownloadLink] = Field(default_factory=list)
 
 
 class ClientJobSummary(BaseModel):

@@ -15,6 +15,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ocr_gateway.convert import WORKBOOK_READY
+from ocr_gateway.convert import repository as convert_repo
+from ocr_gateway.convert.schemas import DownloadLink
 from ocr_gateway.core.errors import MalformedRequest, NotFound
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
@@ -167,6 +170,15 @@ class JobService:
                 raise NotFound(f"job {job_id} does not exist")
             pages = await repo.get_job_pages(session, job_id)
         return job, pages
+
+    async def downloads(self, job: Job) -> list[DownloadLink]:
+        """The files made from the job, listed once it is done: a `/convert/batch` job's
+        workbook (none for other jobs)."""
+        if not job.extract_tables or JobStatus(job.status) not in WORKBOOK_READY:
+            return []
+        async with self.sessions() as session:
+            rows = await convert_repo.list_downloads(session, job.job_id)
+        return [DownloadLink.of(row.file_id) for row in rows]
 
     async def delete_page(self, job_id: uuid.UUID, page_number: int) -> None:
         async with self.sessions.begin() as session:
