@@ -13,6 +13,7 @@ from ocr_gateway.api.images import not_modified
 from ocr_gateway.thumbnails.making import (
     IMAGE_BOXES,
     displayable,
+    fit,
     make_page_thumbnail,
     make_thumbnails,
     strong_etag,
@@ -140,3 +141,15 @@ def test_a_page_thumbnail_is_written_to_its_target(tmp_path: Path) -> None:
 )
 def test_if_none_match(header: str | None, expected: bool) -> None:
     assert not_modified(header, '"abc"') is expected
+
+
+@pytest.mark.parametrize("size", [(4000, 2500), (2500, 4000), (1201, 37), (333, 1000), (99, 101)])
+def test_fit_makes_the_very_pixels_of_pillows_thumbnail(size: tuple[int, int]) -> None:
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    for box in IMAGE_BOXES.values():
+        expected = image.copy()
+        expected.thumbnail(box)
+        made = fit(image, box)
+        assert made.size == expected.size
+        assert made.tobytes() == expected.tobytes()
+    assert image.size == size, "the original is left as it was"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -25,6 +27,9 @@ IMAGE_BOXES: dict[str, tuple[int, int]] = {
 THUMBNAIL_FORMAT = "WEBP"
 THUMBNAIL_MEDIA_TYPE = "image/webp"
 THUMBNAIL_SUFFIX = ".webp"
+# `Image.thumbnail()`'s defaults, which `fit` follows.
+THUMBNAIL_RESAMPLING = Image.Resampling.BICUBIC
+THUMBNAIL_REDUCING_GAP = 2.0
 # 16-bit and float images (scientific TIFFs) are scaled into 8 bits before encoding.
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
@@ -57,7 +62,7 @@ def thumbnail_name(box: str) -> str:
 def displayable(image: Image.Image) -> Image.Image:
     """The image as it is meant to be seen, in a mode WebP encodes: the first frame, turned
     by its EXIF orientation, in RGB (RGBA when it has transparency, L when gray)."""
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # loads it; no copy when it is upright
     if image.mode in _WIDE_MODES:
         if image.mode != "F":
             image = image.convert("I").point(lambda value: value * (1 / 256))
@@ -69,11 +74,38 @@ def displayable(image: Image.Image) -> Image.Image:
     return image.convert("RGBA" if image.has_transparency_data else "RGB")
 
 
+def thumbnail_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int] | None:
+    """The size Pillow's `thumbnail(box)` gives an image of `size` (its own arithmetic: the
+    aspect ratio kept as closely as whole pixels allow), or None when it fits already."""
+    width, height = size
+    x, y = box
+    if x >= width and y >= height:
+        return None
+    aspect = width / height
+
+    def round_aspect(number: float, key: Callable[[int], float]) -> int:
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    if x / y >= aspect:
+        x = round_aspect(y * aspect, key=lambda n: abs(aspect - n / y))
+    else:
+        y = round_aspect(x / aspect, key=lambda n: 0 if n == 0 else abs(aspect - x / n))
+    return x, y
+
+
+def fit(image: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """What Pillow's `thumbnail(box)` makes of a loaded image (same size, same resampling,
+    same reducing gap), as a new image: no copy of the full-size original per box."""
+    size = thumbnail_size(image.size, box)
+    if size is None or size == image.size:
+        return image
+    return image.resize(size, THUMBNAIL_RESAMPLING, reducing_gap=THUMBNAIL_REDUCING_GAP)
+
+
 def encode(image: Image.Image, box: tuple[int, int], quality: int) -> tuple[Image.Image, bytes]:
-    """A copy of `image` made to fit `box` by Pillow's `thumbnail()` (aspect kept, never
+    """`image` made to fit `box` as Pillow's `thumbnail()` makes it (aspect kept, never
     enlarged), and its WebP bytes."""
-    thumb = image.copy()
-    thumb.thumbnail(box)
+    thumb = fit(image, box)
     buffer = io.BytesIO()
     thumb.save(buffer, THUMBNAIL_FORMAT, quality=quality)
     return thumb, buffer.getvalue()
