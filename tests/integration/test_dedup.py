@@ -153,7 +153,16 @@ async def test_dedup_false_makes_a_new_job_and_is_never_matched(
     client: httpx.AsyncClient, services: Components, where: str
 ) -> None:
     one = body_of(await send(client, pdf_bytes()), 202)
-    two = body_of(await send(client, pdf_bytes(), **{where: {"dedup": "false"}}), 202)
+    option = {"dedup": "false"}
+    two = body_of(
+        await send(
+            client,
+            pdf_bytes(),
+            params=option if where == "params" else None,
+            data=option if where == "data" else None,
+        ),
+        202,
+    )
     assert two["job_id"] != one["job_id"]
     async with services.sessions() as session:
         from sqlalchemy import text
@@ -170,12 +179,12 @@ async def test_a_bad_dedup_or_text_layer_value_is_a_422_that_keeps_nothing(
     client: httpx.AsyncClient, services: Components
 ) -> None:
     before = stored_paths(services)
-    for extra in (
-        {"params": {"dedup": "maybe"}},
-        {"data": {"text_layer": "always"}},
-        {"params": {"text_layer": "on"}},
+    for params, data in (
+        ({"dedup": "maybe"}, None),
+        (None, {"text_layer": "always"}),
+        ({"text_layer": "on"}, None),
     ):
-        response = await send(client, pdf_bytes(), **extra)
+        response = await send(client, pdf_bytes(), params=params, data=data)
         body = body_of(response, 422)
         assert body["error"] == "invalid_field", body
         assert "dedup" in body["detail"] or "text_layer" in body["detail"], body
@@ -249,9 +258,10 @@ async def test_two_identical_uploads_at_once_make_one_job(
     content = pdf_bytes()
     temp = services.settings.temp_dir
     before = set(temp.glob("*"))
-    async with served(app) as port, httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60
-    ) as http:
+    async with (
+        served(app) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as http,
+    ):
         responses = await asyncio.gather(
             *(http.post("/ocrpdf", files={"file": (PDF, content)}) for _ in range(6))
         )
