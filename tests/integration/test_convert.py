@@ -5,6 +5,7 @@ back with openpyxl, and another tenant's file is not found."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pymupdf
 from aio_pika.abc import AbstractChannel
 from openpyxl import load_workbook
@@ -22,8 +24,10 @@ from ocr_gateway.components import Components
 from ocr_gateway.db.models import Download, Job
 from tests.integration.test_bad_input import count_rows, stored_paths, truncated_pdf
 from tests.support.documents import blank_pdf, sample
+from tests.support.gateway import drain
 from tests.support.http import wait_rendered
 from tests.support.results import done, send_result
+from tests.support.tables import TABLES, draw_table_png, table_pdf
 from tests.support.waiting import wait_until
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -272,3 +276,49 @@ async def test_the_same_batch_again_is_the_same_job_unless_dedup_is_false(
     assert await count_rows(services, "downloads") == 4
     for job_id in (first["job_id"], other_option["job_id"], fresh["job_id"], reordered["job_id"]):
         await wait_rendered(client, job_id)
+
+
+async def test_born_digital_tables_are_read_at_render_time_and_scans_go_to_ocr_asking_for_tables(
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+) -> None:
+    cells = TABLES[0]
+    files = batch(
+        ("prices.pdf", table_pdf(cells, ruled=True, merge_header=True)),
+        ("scan.png", draw_table_png(cells, ruled=True)),
+    )
+    body = await convert(client, files)  # text_layer is auto by default here
+    job_id = body["job_id"]
+    await wait_rendered(client, job_id)
+    shown = (await client.get(f"/jobs/{job_id}")).json()
+    assert [(p["status"], p["source"]) for p in shown["pages"]] == [
+        ("done", "text_layer"),
+        ("pending", "ocr"),
+    ]
+    # The scan waits for an operator's start (manual dispatch), then asks the worker for tables.
+    await asyncio.sleep(0.5)
+    assert await drain(channel, services.settings.pages_queue, idle=0.3) == []
+    assert (await client.post("/admin/start")).status_code == 202
+    [message] = await drain(channel, services.settings.pages_queue)
+    page = orjson.loads(message)
+    assert (page["job_id"], page["page_number"], page["tables"]) == (job_id, 2, True)
+
+    await send_result(
+        channel, services.settings.results_queue, {**done(job_id, 2, "scan text"), "tables": []}
+    )
+    job = await finish(client, services, channel, job_id, [])
+    response = await client.get(job["downloads"][0]["url"].removeprefix("/api/v1"))
+    assert response.status_code == 200
+    book = load_workbook(io.BytesIO(response.content))
+    assert book.sheetnames == ["prices p1 t1", "scan p1 text"]
+    sheet = book["prices p1 t1"]
+    assert [str(r) for r in sheet.merged_cells.ranges] == ["C1:D1"]
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values == [
+        ["Item", "Qty", "Price", None],
+        ["Apples", 1234, 0.45, -3],
+        ["Pears", 17, 12.5, "+8"],
+        ["Plums", 905, 3.07, -0.25],
+        ["Figs", 42, 1000.0, 0],
+    ]
+    assert sheet["C3"].number_format == "0.00" and sheet["C5"].number_format == "#,##0.00"
+    assert book["scan p1 text"]["A1"].value == "scan text"

@@ -182,7 +182,7 @@ class ConvertService:
             await self.storage.remove_file(source)
             log.info("convert batch deduplicated job_id=%s", recorded.job_id)
             return await self._existing(recorded.job_id)
-        self.uploads.hand_on(job_id, merged_upload, merged.inspection, options)
+        self.uploads.hand_on(job_id, merged_upload, merged.inspection, options, tables=True)
         log.info(
             "convert batch accepted job_id=%s files=%d pages=%d",
             job_id,

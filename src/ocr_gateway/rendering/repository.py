@@ -48,6 +48,7 @@ class RenderClaim:
     render_attempts: int
     done_pages: frozenset[int]
     text_layer: bool = False
+    tables: bool = False
 
 
 async def claim_unfinished_renders(
@@ -72,7 +73,7 @@ async def claim_unfinished_renders(
                            FOR UPDATE SKIP LOCKED) c
                  WHERE j.job_id = c.job_id
              RETURNING j.job_id, j.media_type, j.total_page_number, j.render_attempts,
-                       j.excluded_pages, j.text_layer
+                       j.excluded_pages, j.text_layer, j.extract_tables
                 """
             ),
             {"lease": render_lease_s, "limit": limit},
@@ -89,6 +90,7 @@ async def claim_unfinished_renders(
                 render_attempts=row.render_attempts,
                 done_pages=frozenset(existing | set(row.excluded_pages or ())),
                 text_layer=row.text_layer == TextLayer.AUTO,
+                tables=bool(row.extract_tables),
             )
         )
     return claims

@@ -81,12 +81,14 @@ class Renderer:
         attempt: int,
         page_pixels: int = 0,
         text_layer: bool = False,
+        tables: bool = False,
     ) -> None:
         """Render `pages` in the background; `page_pixels` (the largest page's, if known)
-        sizes the chunks. With `text_layer`, pages whose text layer passes are done at once."""
+        sizes the chunks. With `text_layer`, pages whose text layer passes are done at once,
+        with their tables read from it too when the job asks for `tables`."""
         size = chunk_pages(self.settings.render_chunk_pages, page_pixels)
         task = asyncio.create_task(
-            self._render_job(job_id, media_type, list(pages), attempt, size, text_layer),
+            self._render_job(job_id, media_type, list(pages), attempt, size, text_layer, tables),
             name=f"render-{job_id}",
         )
         self._renders[job_id] = task
@@ -104,6 +106,7 @@ class Renderer:
         attempt: int,
         size: int,
         text_layer: bool = False,
+        tables: bool = False,
     ) -> None:
         source = str(self.storage.temp_path(job_id))
         out_dir = str(self.storage.job_dir(job_id))
@@ -122,7 +125,7 @@ class Renderer:
                     chunk = chunks.pop(0)
                     try:
                         rendered = await self._render_chunk(
-                            source, media_type, chunk, out_dir, text_layer
+                            source, media_type, chunk, out_dir, text_layer, tables
                         )
                     except RenderFailure as exc:
                         failure = str(exc)
@@ -189,13 +192,21 @@ class Renderer:
             log.info("render finished job_id=%s pages=%d", job_id, len(pages))
 
     async def _render_chunk(
-        self, source: str, media_type: str, pages: list[int], out_dir: str, text_layer: bool
+        self,
+        source: str,
+        media_type: str,
+        pages: list[int],
+        out_dir: str,
+        text_layer: bool,
+        tables: bool = False,
     ) -> RenderedChunk:
         """Render a chunk (reading its text layers too, with `text_layer`); after a worker
         loss, retry its pages one by one to find the culprit."""
         timeout = self.settings.render_page_timeout_s * len(pages)
         try:
-            return await self._run_render(source, media_type, pages, out_dir, text_layer, timeout)
+            return await self._run_render(
+                source, media_type, pages, out_dir, text_layer, timeout, tables
+            )
         except WorkerLost as exc:
             log.warning("render worker lost pages=%s reason=%s", pages, exc)
             last_error = exc
@@ -210,6 +221,7 @@ class Renderer:
                         out_dir,
                         text_layer,
                         self.settings.render_page_timeout_s,
+                        tables,
                     )
                     whole.written += one.written
                     whole.text_pages.update(one.text_pages)
@@ -230,6 +242,7 @@ class Renderer:
         out_dir: str,
         text_layer: bool,
         timeout: float,
+        tables: bool = False,
     ) -> RenderedChunk:
         if text_layer:
             return await self.render_pool.run(
@@ -239,6 +252,7 @@ class Renderer:
                 pages,
                 out_dir,
                 self.options,
+                tables,
                 timeout=timeout,
             )
         written = await self.render_pool.run(
@@ -271,6 +285,7 @@ class Renderer:
                     missing,
                     attempt=claim.render_attempts,
                     text_layer=claim.text_layer,
+                    tables=claim.tables,
                 )
                 continue
             async with self.sessions.begin() as session:

@@ -99,10 +99,15 @@ class TextLayerPage:
     text: str
     boxes: list[dict[str, Any]] = field(default_factory=list)
     invisible: bool = False
+    # The page's tables (`tables.model.Table` as JSON), when its job asked for them.
+    tables: list[dict[str, Any]] | None = None
 
     def columns(self) -> dict[str, Any]:
         """The page row's values (besides status and source) for this page."""
-        return {"text": self.text, "boxes": self.boxes}
+        values: dict[str, Any] = {"text": self.text, "boxes": self.boxes}
+        if self.tables is not None:
+            values["tables"] = self.tables
+        return values
 
 
 @dataclass(slots=True)
@@ -210,17 +215,29 @@ def read_text_layer(page: pymupdf.Page, dpi: int) -> tuple[TextLayerPage | None,
     return TextLayerPage(output.text, output.boxes, invisible=invisible > visible), verdict
 
 
+def read_tables(page: pymupdf.Page, dpi: int) -> list[dict[str, Any]]:
+    """The page's tables from its text layer, as `pages.tables` stores them. Imported here,
+    not with the module: the table finder (img2table, OpenCV) loads only in a render process
+    that reads tables."""
+    from ocr_gateway.tables.text_layer import tables_from_text_layer
+
+    return [table.model_dump(mode="json") for table in tables_from_text_layer(page, dpi)]
+
+
 def render_pages_reading_text(
     source: str,
     media_type: str,
     page_numbers: list[int],
     out_dir: str,
     options: RenderOptions,
+    tables: bool = False,
 ) -> RenderedChunk:
-    """`render_pages`, then each PDF page's text layer read and judged (for `text_layer=auto`).
+    """`render_pages`, then each PDF page's text layer read and judged (for `text_layer=auto`),
+    and, with `tables` (a `/convert/batch` job), the tables of each page that passed read from
+    it too (`tables.text_layer.tables_from_text_layer`).
 
-    A page whose text layer cannot be read (a library error) goes to OCR: reading it is an
-    optimisation, never a reason to fail the job.
+    A page whose text layer (or, with `tables`, whose tables) cannot be read (a library
+    error) goes to OCR: reading it is an optimisation, never a reason to fail the job.
     """
     chunk = RenderedChunk(render_pages(source, media_type, page_numbers, out_dir, options))
     if media_type != MediaType.PDF:
@@ -229,6 +246,8 @@ def render_pages_reading_text(
         try:
             page = pdf_document(source).load_page(number - 1)
             found, verdict = read_text_layer(page, options.dpi)
+            if found is not None and tables:
+                found.tables = read_tables(page, options.dpi)
         except RenderFailure:
             raise
         except Exception as exc:  # the library's error: this page goes to OCR

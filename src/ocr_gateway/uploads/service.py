@@ -415,9 +415,11 @@ class UploadService:
         upload: SpooledUpload,
         inspection: Inspection,
         options: UploadOptions | None = None,
+        *,
+        tables: bool = False,
     ) -> AcceptedUpload:
         """Log a recorded job and schedule its rendering (reading PDF pages' text layers
-        first when `options.text_layer` is `auto`)."""
+        first when `options.text_layer` is `auto`, and their tables too with `tables`)."""
         options = options or UploadOptions(text_layer=TextLayer(self.settings.text_layer))
         log.info(
             "upload accepted job_id=%s filename=%r media_type=%s bytes=%d pages=%d",
@@ -434,6 +436,7 @@ class UploadService:
             attempt=1,
             page_pixels=inspection.largest_page_pixels,
             text_layer=options.text_layer_for(upload.media_type) == TextLayer.AUTO,
+            tables=tables,
         )
         return AcceptedUpload(job_id, upload.filename, upload.media_type, inspection.page_count)
 
