@@ -49,6 +49,7 @@ from bench.sections import (
     publish,
     render,
     scale,
+    tables,
     tasks,
     tenants,
     upload,
@@ -57,7 +58,7 @@ from bench.sections import (
 
 async def main_async(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.runs)
-    wanted = {int(s) for s in args.only.split(",")} if args.only else set(range(1, 12))
+    wanted = {int(s) for s in args.only.split(",")} if args.only else set(SECTION_ROWS)
     if 5 in wanted:
         wanted.add(4)
     ctx = Context(plan, args.keep)
@@ -65,6 +66,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update(exports.export_rows(exports.export_pages(plan.quick)))
     rows.update({row.key: row for row in tenants.tenant_rows(plan.webhooks, plan.tenant_backlog)})
     rows.update({row.key: row for row in tasks.task_rows(plan)})
+    rows.update({row.key: row for row in tables.table_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -143,6 +145,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 11 in wanted:
             # The section starts its service, OCR workers and the Celery anchor itself.
             await guarded(11, None, lambda: tasks.run(ctx, rows))
+        if 14 in wanted:
+            # Tables on one worker process: no service, the pool functions themselves.
+            await guarded(14, None, lambda: tables.run(rows, plan))
     except Exception as exc:
         failures += 1
         traceback.print_exc()
@@ -197,8 +202,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/<id> (logs, profiles)")
     args = parser.parse_args(argv)
-    if args.only and not re.fullmatch(r"(1[01]|[1-9])(,(1[01]|[1-9]))*", args.only):
-        parser.error("--only takes section numbers 1-11, comma-separated")
+    if args.only and not (
+        re.fullmatch(r"\d+(,\d+)*", args.only)
+        and {int(s) for s in args.only.split(",")} <= set(SECTION_ROWS) | {5}
+    ):
+        parser.error(f"--only takes section numbers 1-{max(SECTION_ROWS)}, comma-separated")
     if args.runs is not None and not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     return args
