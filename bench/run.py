@@ -52,6 +52,7 @@ from bench.sections import (
     tables,
     tasks,
     tenants,
+    thumbnails,
     upload,
 )
 
@@ -66,6 +67,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update(exports.export_rows(exports.export_pages(plan.quick)))
     rows.update({row.key: row for row in tenants.tenant_rows(plan.webhooks, plan.tenant_backlog)})
     rows.update({row.key: row for row in tasks.task_rows(plan)})
+    rows.update({row.key: row for row in thumbnails.thumbnail_rows(plan)})
     rows.update({row.key: row for row in tables.table_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
@@ -145,6 +147,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 11 in wanted:
             # The section starts its service, OCR workers and the Celery anchor itself.
             await guarded(11, None, lambda: tasks.run(ctx, rows))
+        if 12 in wanted:
+            # The section starts its own service: uploads to /images, and the bare loop.
+            await guarded(12, None, lambda: thumbnails.run(ctx, rows))
         if 14 in wanted:
             # Tables on one worker process: no service, the pool functions themselves.
             await guarded(14, None, lambda: tables.run(rows, plan))

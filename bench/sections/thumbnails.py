@@ -1,0 +1,199 @@
+"""12. Thumbnails: images per second through `POST /images` against a bare Pillow loop.
+
+The service's way: every image uploaded to `POST /images` (4 clients at once, `dedup=false` so
+that each run makes its thumbnails again), timed from the first upload until the last image is
+DONE in the database. The bare way: the same images, in a pool of as many processes as the
+service's render pool (at the same niceness, `ctx.pool`), each opened once and, for each of the
+three boxes, `copy()` + Pillow's `thumbnail()` + WebP at the service's quality, written to disk.
+The images: page renders of the GeoTopo sample (1654x2339 gray PNGs, the screenshots and scans
+of a document gateway) and generated 3000x2000 photos (JPEG with noise), half each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+from PIL import Image
+from tests.support.waiting import wait_until
+
+from bench.harness.common import BenchError, log
+from bench.harness.context import Context
+from bench.harness.files import reset_dir
+from bench.harness.plan import Plan, Row, fmt_list, rotate
+from bench.harness.service import Service
+from ocr_gateway.core.settings import Settings
+from ocr_gateway.thumbnails.making import IMAGE_BOXES
+
+SECTION = 12
+CLIENTS = 4
+PHOTO_SIZE = (3000, 2000)
+QUALITY = int(Settings.model_fields["thumbnail_quality"].default)
+
+
+def image_count(plan: Plan) -> int:
+    return 8 if plan.quick else 48
+
+
+def thumbnail_rows(plan: Plan) -> list[Row]:
+    images = (
+        f"{image_count(plan)} images (GeoTopo page PNGs 1654x2339 gray and 3000x2000 JPEG"
+        " photos, half each), 3 boxes each, WebP"
+    )
+    return [
+        Row(
+            "12a",
+            SECTION,
+            "Thumbnails: service / bare Pillow loop",
+            f"images/s, POST /images ({CLIENTS} clients) until every image is DONE, vs a bare"
+            " pool of as many processes doing copy() + thumbnail() + save per box; " + images,
+            "x",
+            ">=",
+            0.85,
+        ),
+    ]
+
+
+def make_photo(path: Path, seed: int) -> None:
+    """A photo-like JPEG: colour gradients with noise (noise keeps the JPEG realistic in size)."""
+    noise = Image.effect_noise(PHOTO_SIZE, 40 + seed % 20)
+    gradient = Image.linear_gradient("L").resize(PHOTO_SIZE)
+    red = Image.blend(gradient, noise, 0.3)
+    green = Image.blend(gradient.transpose(Image.Transpose.ROTATE_180), noise, 0.3)
+    blue = Image.blend(noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 0.5)
+    Image.merge("RGB", (red, green, blue)).save(path, "JPEG", quality=88)
+
+
+def prepare_images(ctx: Context, count: int) -> list[Path]:
+    folder = ctx.work / "thumbnail-images"
+    reset_dir(folder)
+    pages = ctx.renders[: count // 2] or ctx.renders[:1]
+    images = []
+    for index, page in enumerate(pages):
+        target = folder / f"page-{index}.png"
+        shutil.copyfile(page, target)
+        images.append(target)
+    for index in range(count - len(images)):
+        target = folder / f"photo-{index}.jpg"
+        make_photo(target, index)
+        images.append(target)
+    return images
+
+
+def bare_thumbnails(paths: list[str], out_dir: str, quality: int) -> int:
+    """The limit, run in a pool process: Pillow's `thumbnail()` into each box, WebP to disk."""
+    for index, path in enumerate(paths):
+        with Image.open(path) as image:
+            image.load()
+            for name, box in IMAGE_BOXES.items():
+                thumb = image.copy()
+                thumb.thumbnail(box)
+                buffer = io.BytesIO()
+                thumb.save(buffer, "WEBP", quality=quality)
+                with open(os.path.join(out_dir, f"{os.getpid()}-{index}-{name}.webp"), "wb") as f:
+                    f.write(buffer.getvalue())
+    return len(paths)
+
+
+async def bare_rate(ctx: Context, images: list[Path], out_dir: Path) -> float:
+    pool = ctx.pool
+    assert pool is not None
+    await asyncio.to_thread(reset_dir, out_dir)
+    # Two images a task: the pool stays busy to the end, as the service's does.
+    chunks = [[str(p) for p in images[i : i + 2]] for i in range(0, len(images), 2)]
+    started = time.perf_counter()
+    done = await asyncio.gather(
+        *(pool.run(bare_thumbnails, chunk, str(out_dir), QUALITY, timeout=600) for chunk in chunks)
+    )
+    elapsed = time.perf_counter() - started
+    if sum(done) != len(images):
+        raise BenchError(f"the bare loop made thumbnails of {sum(done)} of {len(images)} images")
+    return len(images) / elapsed
+
+
+async def service_rate(ctx: Context, svc: Service, images: list[tuple[str, bytes]]) -> float:
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for item in images:
+        queue.put_nowait(item)
+    ids: list[uuid.UUID] = []
+
+    async def client() -> None:
+        while not queue.empty():
+            name, data = queue.get_nowait()
+            body = await svc.call(
+                "POST", "/images", 202, files={"file": (name, data)}, params={"dedup": "false"}
+            )
+            ids.append(uuid.UUID(body["id"]))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+    async def all_done() -> bool:
+        row = await ctx.conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'DONE') AS done,"
+            " count(*) FILTER (WHERE status = 'FAILED') AS failed"
+            " FROM images WHERE image_id = ANY($1::uuid[])",
+            ids,
+        )
+        if row["failed"]:
+            raise BenchError(f"{row['failed']} images FAILED; see {svc.log_path}")
+        return bool(row["done"] == len(images))
+
+    finished = await wait_until(all_done, timeout=600, interval=0.02, what="thumbnails DONE")
+    rate = len(images) / (finished - started)
+    # Checked outside the timed part: every thumbnail is on disk; then the images go.
+    for image_id in ids:
+        folder = ctx.files_dir / "images" / str(image_id)
+        files = await asyncio.to_thread(_names, folder)
+        if len(files) != len(IMAGE_BOXES) + 1:
+            raise BenchError(f"image {image_id} has {files}")
+        await svc.call("DELETE", f"/images/{image_id}")
+    return rate
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as image:
+        return image.width * image.height
+
+
+async def run(ctx: Context, rows: dict[str, Row]) -> None:
+    plan = ctx.plan
+    paths = await asyncio.to_thread(prepare_images, ctx, image_count(plan))
+    images = [(p.name, await asyncio.to_thread(p.read_bytes)) for p in paths]
+    megapixels = statistics.mean([await asyncio.to_thread(_pixels, p) for p in paths]) / 1e6
+    log(f"thumbnails: {len(paths)} images, {megapixels:.1f} Mpx on average")
+    svc = Service(ctx, "thumbnails", {})
+    await svc.start()
+    service_rates: list[float] = []
+    bare_rates: list[float] = []
+    try:
+        # A warm-up upload, so that no run pays for the first import of WebP in a process.
+        await service_rate(ctx, svc, images[:2])
+        for run_index in range(plan.runs):
+            for kind in rotate(["service", "bare"], run_index):
+                if kind == "service":
+                    service_rates.append(await service_rate(ctx, svc, images))
+                else:
+                    bare_rates.append(await bare_rate(ctx, paths, ctx.work / "bare-thumbnails"))
+            log(
+                f"thumbnails run {run_index + 1}/{plan.runs}: service {service_rates[-1]:.2f},"
+                f" bare {bare_rates[-1]:.2f} images/s"
+            )
+    finally:
+        await svc.stop()
+    rows["12a"].values = [s / b for s, b in zip(service_rates, bare_rates, strict=True)]
+    rows[
+        "12a"
+    ].detail = (
+        f"service {fmt_list(service_rates, 2)} images/s; bare {fmt_list(bare_rates, 2)} images/s"
+    )
