@@ -4,14 +4,16 @@ job, and a job has one source file.
 A PDF's pages are copied as they are (`insert_pdf`), so a born-digital page keeps its text
 layer, and its tables can be read from it at render time. Each frame of an image becomes a page
 exactly as large, at the render DPI, as the frame is in pixels: rendering the page gives back
-the frame's own pixels, neither scaled up nor down. A JPEG is embedded as it is; other images
-are converted frame by frame as the renderer converts them (grayscale or RGB) and stored
-losslessly. The page sizes of all the files together are first held to the limits of one
-upload (`check_sizes`), from headers and page boxes, before a page is written.
+the frame's own pixels, neither scaled up nor down. A JPEG, and a PNG already in the render
+mode (grayscale or RGB), is placed as it is; other images are converted frame by frame as the
+renderer converts them and stored losslessly. The page sizes of all the files together are
+first held to the limits of one upload (`check_sizes`), from headers and page boxes, before a
+page is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from collections.abc import Sequence
@@ -48,9 +50,20 @@ def merge_files(
     """Write the pages of `files` (path, media type), in order, as one PDF at `target`."""
     follow_pixel_budget(options)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.ExitStack() as open_files:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            per_file = [_page_sizes(path, media_type, options) for path, media_type in files]
+            # Each PDF is opened once: its page boxes are read, then its pages copied.
+            sources: list[pymupdf.Document | None] = []
+            per_file: list[list[int]] = []
+            for path, media_type in files:
+                if media_type == MediaType.PDF:
+                    doc = open_files.enter_context(pymupdf.open(path, filetype="pdf"))
+                    sources.append(doc)
+                    per_file.append(_pdf_page_sizes(doc, options))
+                else:
+                    sources.append(None)
+                    with Image.open(path) as image:
+                        per_file.append(frame_sizes(image))
             verdict = check_sizes(
                 "batch",
                 [size for sizes in per_file for size in sizes],
@@ -60,10 +73,9 @@ def merge_files(
             if verdict.problem is not None:
                 return MergedBatch(verdict)
             with pymupdf.open() as merged:
-                for path, media_type in files:
-                    if media_type == MediaType.PDF:
-                        with pymupdf.open(path, filetype="pdf") as source:
-                            merged.insert_pdf(source)
+                for (path, media_type), source in zip(files, sources, strict=True):
+                    if source is not None:
+                        merged.insert_pdf(source)
                     else:
                         _add_image(merged, path, media_type, options)
                 merged.save(target, garbage=1, deflate=True)
@@ -81,17 +93,12 @@ def merge_files(
     return MergedBatch(verdict, [len(sizes) for sizes in per_file])
 
 
-def _page_sizes(path: str, media_type: str, options: RenderOptions) -> list[int]:
-    """Each page's pixels at the render DPI (a PDF's from its page boxes, an image's from its
-    headers)."""
-    if media_type == MediaType.PDF:
-        with pymupdf.open(path, filetype="pdf") as doc:
-            return [
-                page_pixels(box.width, box.height, options.dpi)
-                for box in (doc.page_cropbox(i) for i in range(doc.page_count))
-            ]
-    with Image.open(path) as image:
-        return frame_sizes(image)
+def _pdf_page_sizes(doc: pymupdf.Document, options: RenderOptions) -> list[int]:
+    """Each page's pixels at the render DPI, from its page box."""
+    return [
+        page_pixels(box.width, box.height, options.dpi)
+        for box in (doc.page_cropbox(i) for i in range(doc.page_count))
+    ]
 
 
 def _add_image(
@@ -101,7 +108,11 @@ def _add_image(
     scale = POINTS_PER_INCH / options.dpi
     mode = "L" if options.grayscale else "RGB"
     with Image.open(path) as image:
-        if media_type == MediaType.JPEG and getattr(image, "n_frames", 1) == 1:
+        single = getattr(image, "n_frames", 1) == 1
+        as_it_is = media_type == MediaType.JPEG or (
+            media_type == MediaType.PNG and image.mode == mode
+        )
+        if single and as_it_is:
             page = merged.new_page(width=image.width * scale, height=image.height * scale)
             page.insert_image(page.rect, filename=path)
             return

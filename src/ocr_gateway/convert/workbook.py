@@ -139,24 +139,48 @@ def _clean_stem(filename: str) -> str:
     return stem.strip("'") or "file"
 
 
-def write_text(sheet: Worksheet, row: int, column: int, text: str) -> None:
-    """A string cell; never read as a formula, whatever it starts with."""
-    cell = sheet.cell(row=row, column=column, value=clean_text(text))
-    cell.data_type = "s"
+class SheetWriter:
+    """Writes a sheet's cells and keeps its columns' widths as it goes, so that the columns
+    are fitted to their longest text (within MAX_COLUMN_WIDTH) without reading the sheet
+    again."""
+
+    def __init__(self, sheet: Worksheet) -> None:
+        self.sheet = sheet
+        self._widths: dict[int, int] = {}
+
+    def text(self, row: int, column: int, text: str) -> None:
+        """A string cell; never read as a formula, whatever it starts with."""
+        cell = self.sheet.cell(row=row, column=column, value=clean_text(text))
+        cell.data_type = "s"
+        self._fit(column, max(len(part) for part in text.split("\n")))
+
+    def number(self, row: int, column: int, value: float, number_format: str | None) -> None:
+        cell = self.sheet.cell(row=row, column=column, value=value)
+        if number_format is not None:
+            cell.number_format = number_format
+        self._fit(column, len(str(value)))
+
+    def _fit(self, column: int, width: int) -> None:
+        if width > self._widths.get(column, 0):
+            self._widths[column] = width
+
+    def fit_columns(self) -> None:
+        for column, width in self._widths.items():
+            letter = get_column_letter(column)
+            self.sheet.column_dimensions[letter].width = min(MAX_COLUMN_WIDTH, width + 2)
 
 
 def write_table(sheet: Worksheet, table: Table) -> None:
     """The table's cells in their rows and columns; a span becomes a merged range."""
+    writer = SheetWriter(sheet)
     for row, column, cell in table.positions():
         top, left = row + 1, column + 1
         if cell.text.strip():
             value, number_format = cell_value(cell.text)
             if isinstance(value, str):
-                write_text(sheet, top, left, value)
+                writer.text(top, left, value)
             else:
-                target = sheet.cell(row=top, column=left, value=value)
-                if number_format is not None:
-                    target.number_format = number_format
+                writer.number(top, left, value, number_format)
         if cell.row_span > 1 or cell.col_span > 1:
             sheet.merge_cells(
                 start_row=top,
@@ -164,27 +188,18 @@ def write_table(sheet: Worksheet, table: Table) -> None:
                 end_row=top + cell.row_span - 1,
                 end_column=left + cell.col_span - 1,
             )
+    writer.fit_columns()
 
 
 def write_lines(sheet: Worksheet, lines: Iterable[str]) -> None:
     """One line of text a row, in the first column."""
+    writer = SheetWriter(sheet)
     row = 0
     for line in lines:
         if line.strip():
             row += 1
-            write_text(sheet, row, 1, line)
-
-
-def fit_columns(sheet: Worksheet) -> None:
-    """Columns as wide as their longest text, within MAX_COLUMN_WIDTH."""
-    widths: dict[int, int] = {}
-    for row in sheet.iter_rows():
-        for cell in row:
-            if cell.value is not None and isinstance(cell.column, int):
-                longest = max(len(part) for part in str(cell.value).split("\n"))
-                widths[cell.column] = max(widths.get(cell.column, 0), longest)
-    for column, width in widths.items():
-        sheet.column_dimensions[get_column_letter(column)].width = min(MAX_COLUMN_WIDTH, width + 2)
+            writer.text(row, 1, line)
+    writer.fit_columns()
 
 
 def fill_workbook(
@@ -205,7 +220,6 @@ def fill_workbook(
             for table_number, table in enumerate(tables, start=1):
                 sheet = workbook.create_sheet(titles.make(stem, f"{label} t{table_number}"))
                 write_table(sheet, Table.model_validate(table))
-                fit_columns(sheet)
                 added += 1
             continue
         sheet = workbook.create_sheet(titles.make(stem, f"{label} text"))
@@ -213,8 +227,7 @@ def fill_workbook(
             write_lines(sheet, str(page.get("text") or "").splitlines())
         else:
             reason = page.get("error") or f"the page is {page.get('status')}"
-            write_text(sheet, 1, 1, f"This page was not read: {reason}")
-        fit_columns(sheet)
+            write_lines(sheet, [f"This page was not read: {reason}"])
         added += 1
     return added
 
