@@ -43,6 +43,7 @@ from bench.harness.rows import SECTION_ROWS, make_rows
 from bench.harness.service import Service
 from bench.sections import (
     admin,
+    convert,
     events,
     exports,
     flow,
@@ -69,6 +70,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in tasks.task_rows(plan)})
     rows.update({row.key: row for row in thumbnails.thumbnail_rows(plan)})
     rows.update({row.key: row for row in tables.table_rows(plan)})
+    rows.update({row.key: row for row in convert.convert_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -153,6 +155,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 14 in wanted:
             # Tables on one worker process: no service, the pool functions themselves.
             await guarded(14, None, lambda: tables.run(rows, plan))
+        if 15 in wanted:
+            # The batch merge and the workbook in one process: the pool functions themselves.
+            await guarded(15, None, lambda: convert.run(rows, plan))
     except Exception as exc:
         failures += 1
         traceback.print_exc()

@@ -182,6 +182,7 @@ SECTION_ROWS = {
     11: ("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),  # by bench.sections.tasks
     12: ("12a",),  # rows made by bench.sections.thumbnails
     14: ("14a", "14b", "14c", "14d", "14e", "14f", "14g"),  # by bench.sections.tables
+    15: ("15a", "15b", "15c", "15d"),  # rows made by bench.sections.convert
 }
 
 
