@@ -296,3 +296,20 @@ async def test_the_unique_index_refuses_a_second_live_job_with_the_key(
     with pytest.raises(sqlalchemy.exc.IntegrityError, match="uq_jobs_tenant_dedup"):
         async with services.sessions.begin() as session:
             await session.execute(insert, {"status": "completed", "key": key})
+
+
+async def test_a_duplicate_is_not_charged_to_the_quotas(
+    client: httpx.AsyncClient, services: Components
+) -> None:
+    """A tenant without room for the pages again gets its job again: the duplicate adds
+    none. (A tenant already at a limit is refused before its body is read, duplicate or not.)"""
+    from tests.integration.test_quotas import set_tenant_limits
+
+    await set_tenant_limits(services, "full", max_pending_pages=6)
+    first = body_of(await send(client, pdf_bytes(), tenant="full"), 202)
+    again = body_of(await send(client, pdf_bytes(), tenant="full"), 200)
+    assert again["job_id"] == first["job_id"]
+    # A new upload would add 4 pages more: refused, as before.
+    refused = await send(client, pdf_bytes(), tenant="full", params={"dedup": "false"})
+    assert refused.status_code == 429, refused.text
+    assert await count_rows(services, "jobs") == 1
