@@ -407,7 +407,10 @@ class UploadService:
             existing = await jobs_repo.find_live_duplicate(session, owner.tenant, key)
             if existing is not None:
                 return RecordedJob.of(existing)
-        raise _pool_unavailable("the job's duplicate kept changing while it was recorded")
+        raise ServiceUnavailable(
+            "an identical upload's job kept changing while this one was recorded; try again",
+            retry_after_s=RETRY_AFTER_S,
+        )
 
     def hand_on(
         self,
