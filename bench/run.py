@@ -53,6 +53,7 @@ from bench.sections import (
     tables,
     tasks,
     tenants,
+    text_layer,
     thumbnails,
     upload,
 )
@@ -69,6 +70,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in tenants.tenant_rows(plan.webhooks, plan.tenant_backlog)})
     rows.update({row.key: row for row in tasks.task_rows(plan)})
     rows.update({row.key: row for row in thumbnails.thumbnail_rows(plan)})
+    rows.update({row.key: row for row in text_layer.text_layer_rows(plan)})
     rows.update({row.key: row for row in tables.table_rows(plan)})
     rows.update({row.key: row for row in convert.convert_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
@@ -152,6 +154,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 12 in wanted:
             # The section starts its own service: uploads to /images, and the bare loop.
             await guarded(12, None, lambda: thumbnails.run(ctx, rows))
+        if 13 in wanted:
+            # The section starts its service (automatic dispatch) and an OCR worker itself.
+            await guarded(13, None, lambda: text_layer.run(ctx, rows))
         if 14 in wanted:
             # Tables on one worker process: no service, the pool functions themselves.
             await guarded(14, None, lambda: tables.run(rows, plan))
