@@ -23,8 +23,12 @@ COPY src ./src
 
 # `ocr-gateway migrate` looks for alembic.ini and alembic/ next to the source tree; with a
 # regular (non-editable) install that is a directory inside the interpreter, so link them there.
-# The `ocr` extra is the worker's default engine (RapidOCR, models inside the wheel).
+# The `ocr` extra is the worker's default engine (RapidOCR, models inside the wheel) and the
+# table finder's requirements with one OpenCV, opencv-contrib-python-headless; RapidOCR and
+# img2table come without their own OpenCV requirement, as `make install` does (docs/worker.md).
 RUN pip install '.[ocr]' \
+ && pip install --no-deps 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3' \
+ && python -c 'import cv2; cv2.ximgproc' \
  && root="$(python -c 'from ocr_gateway.db import migrate; print(getattr(migrate, "PROJECT_ROOT", "/app"))')" \
  && if [ ! -e "$root/alembic.ini" ]; then \
         ln -s /app/alembic.ini "$root/alembic.ini" && ln -s /app/alembic "$root/alembic"; \
