@@ -129,7 +129,8 @@ def check_engine(name: str) -> None:
     if name == "rapidocr":
         if importlib.util.find_spec("rapidocr_onnxruntime") is None:
             raise EngineUnavailable(
-                "the rapidocr engine is not installed: pip install 'ocr-gateway[ocr]'"
+                "the rapidocr engine is not installed: pip install 'ocr-gateway[ocr]' and"
+                " pip install --no-deps 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3'"
             )
     elif name == "tesseract":
         if importlib.util.find_spec("pytesseract") is None:
