@@ -211,6 +211,8 @@ def _bad_inputs() -> list[tuple[str, bytes, int, str]]:
         ("empty.png", b"", 400, "bad_request"),
         ("cut.jpg", truncated[: len(truncated) // 3], 422, "invalid_document"),
         ("huge.png", huge.getvalue(), 413, "page_too_large"),
+        # Over MAX_UPLOAD_BYTES (8 MiB in the tests), refused while it streams.
+        ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(9 * 1024 * 1024), 413, "upload_too_large"),
     ]
 
 
