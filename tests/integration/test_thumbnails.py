@@ -25,6 +25,7 @@ from ocr_gateway.db.models import ImageStatus, StoredImage
 from ocr_gateway.tenants import repository as tenants_repo
 from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import isolated_gateway
+from tests.support.replica import replica
 from tests.support.waiting import wait_until
 
 BOXES = {"100x100": (100, 100), "300x300": (300, 300), "1200x1200": (1200, 1200)}
@@ -367,6 +368,30 @@ async def test_an_image_left_processing_by_a_dead_process_is_taken_up(
     assert "lost" in failed["error"]
     assert failed["thumbnails"] is None
     assert (await root.get(f"/images/{held}")).json()["status"] == "PROCESSING"
+
+
+async def test_images_an_api_process_left_at_shutdown_are_made_by_the_next(
+    root: httpx.AsyncClient, services: Components
+) -> None:
+    """An API process stops (a deploy, a restart) with images PROCESSING: it hands their leases
+    back, and the next process makes their thumbnails from the originals."""
+    settings = services.settings.model_copy(update={"render_workers": 1})
+    async with replica(settings) as leaving:
+        answers = [
+            await upload(leaving.client, f"photo-{n}.jpg", large_photo(), dedup="false")
+            for n in range(6)
+        ]
+        ids = [answer.json()["id"] for answer in answers]
+    async with services.sessions() as session:
+        left = await session.scalar(
+            text("SELECT count(*) FROM images WHERE status = 'PROCESSING' AND lease_until <= now()")
+        )
+    assert left, "the process stopped with no image left PROCESSING: nothing was tested"
+    await services.thumbnails.resume_unfinished()
+    for image_id in ids:
+        view = await finished(root, image_id)
+        assert view["status"] == "DONE", view
+        assert (await root.get(view["thumbnails"]["1200x1200"])).status_code == 200
 
 
 async def test_an_image_tried_too_often_fails_with_a_reason(
