@@ -96,7 +96,13 @@ def draw_table_png(cells: Sequence[Sequence[str]], *, ruled: bool, dpi: int = DP
     return buffer.getvalue()
 
 
-def table_pdf(cells: Sequence[Sequence[str]], *, ruled: bool, merge_header: bool = False) -> bytes:
+def table_pdf(
+    cells: Sequence[Sequence[str]],
+    *,
+    ruled: bool,
+    merge_header: bool = False,
+    line_width: float = 1.0,
+) -> bytes:
     """A born-digital A4 page: the table's text with `insert_text`, its rules with `draw_line`.
     `merge_header`: the header's last two cells are one cell (the last header string dropped)."""
     document = pymupdf.open()
@@ -111,10 +117,14 @@ def table_pdf(cells: Sequence[Sequence[str]], *, ruled: bool, merge_header: bool
             page.insert_text((x0 + c * col_w + 6, y0 + r * row_h + 16), text, fontsize=11)
     if ruled:
         for r in range(rows + 1):
-            page.draw_line((x0, y0 + r * row_h), (x0 + columns * col_w, y0 + r * row_h))
+            page.draw_line(
+                (x0, y0 + r * row_h), (x0 + columns * col_w, y0 + r * row_h), width=line_width
+            )
         for c in range(columns + 1):
             top = y0 + row_h if merge_header and c == columns - 1 else y0
-            page.draw_line((x0 + c * col_w, top), (x0 + c * col_w, y0 + rows * row_h))
+            page.draw_line(
+                (x0 + c * col_w, top), (x0 + c * col_w, y0 + rows * row_h), width=line_width
+            )
     data: bytes = document.tobytes()
     document.close()
     return data

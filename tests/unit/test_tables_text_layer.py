@@ -36,6 +36,20 @@ def test_a_merged_header_cell_becomes_one_cell_spanning_two_columns() -> None:
     assert table.grid() == expected_cells(TABLES[0], merge_header=True)
 
 
+@pytest.mark.parametrize("ruled", [True, False], ids=["ruled", "borderless"])
+def test_small_print_and_hairlines_are_read_too(ruled: bool) -> None:
+    """The structure is found on a 100 DPI raster: 0.1 pt rules and 6.6 pt text still show."""
+    source_data = table_pdf(TABLES[3], ruled=ruled, line_width=0.1)
+    with (
+        pymupdf.open(stream=source_data, filetype="pdf") as source,
+        pymupdf.open() as document,
+    ):
+        page = document.new_page(width=595, height=842)
+        page.show_pdf_page(pymupdf.Rect(0, 0, 595 * 0.6, 842 * 0.6), source, 0)
+        found = tables_from_text_layer(page, 200)
+    assert cell_accuracy(found, expected_cells(TABLES[3])) == (20, 20), [t.grid() for t in found]
+
+
 def test_the_bbox_is_in_the_pixels_of_the_page_rendered_at_the_dpi() -> None:
     # The table's rules run from (60, 100) to (500, 220) points.
     data = table_pdf(TABLES[1], ruled=True)

@@ -16,8 +16,11 @@ import pymupdf
 from ocr_gateway.tables.finder import Word, find_tables
 from ocr_gateway.tables.model import Table
 
-# The raster that img2table looks at; its thresholds are tuned for scans of 150-300 DPI.
-DETECT_DPI = 150
+# The raster img2table finds the structure on (the text comes from the text layer, so this
+# only has to show rules and text blocks). Its OpenCV passes cost in proportion to the pixels:
+# 100 DPI took half the time of 150 and read every cell of the generated tables alike, ruled
+# with 0.1 pt hairlines or borderless, down to 5.5 pt text.
+DETECT_DPI = 100
 
 
 def tables_from_text_layer(page: pymupdf.Page, dpi: int) -> list[Table]:
