@@ -132,7 +132,7 @@ class Row:
     section: int
     measure: str
     compared: str
-    unit: str  # "x" (ratio), "ms", "s", "MB" or "n" (a count)
+    unit: str  # "x" (ratio), "ms", "s", "MB", "n" (a count) or "pages/s"
     target_op: str | None = None  # ">=", "<", "<="
     target: float = 0.0
     values: list[float] = field(default_factory=list)
@@ -165,6 +165,8 @@ class Row:
             return f"{value:.1f} s"
         if self.unit == "n":
             return f"{value:.0f}"
+        if self.unit == "pages/s":
+            return f"{value:.2f} pages/s"
         return f"{value:.0f} MB"
 
     @property
