@@ -25,6 +25,7 @@ from ocr_gateway.db.models import ImageStatus, StoredImage
 from ocr_gateway.tenants import repository as tenants_repo
 from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import isolated_gateway
+from tests.support.launched import Gateway, service_env
 from tests.support.replica import replica
 from tests.support.waiting import wait_until
 
@@ -392,6 +393,34 @@ async def test_images_an_api_process_left_at_shutdown_are_made_by_the_next(
         view = await finished(root, image_id)
         assert view["status"] == "DONE", view
         assert (await root.get(view["thumbnails"]["1200x1200"])).status_code == 200
+
+
+async def test_images_of_a_killed_gateway_are_made_after_its_restart(
+    tmp_path: Path, spawned: list[Gateway]
+) -> None:
+    """`ocr-gateway run` killed (SIGKILL, every process) with images PROCESSING: after the
+    restart, every image is DONE, made from the originals on disk."""
+    extra = {"OCR_GATEWAY_THUMBNAIL_LEASE_S": "2", "OCR_GATEWAY_RENDER_WORKERS": "1"}
+    async with service_env(tmp_path, **extra) as (settings, env):
+        service = Gateway(env, tmp_path / "gateway.log")
+        spawned.append(service)
+        await service.start()
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            ids = [
+                (await upload(http, f"photo-{n}.jpg", large_photo(), dedup="false")).json()["id"]
+                for n in range(8)
+            ]
+            statuses = [(await http.get(f"/images/{i}")).json()["status"] for i in ids]
+            assert "PROCESSING" in statuses, "all done before the kill: nothing was tested"
+            await service.kill()
+            originals = [settings.files_dir / "images" / i / "original" for i in ids]
+            assert all(await asyncio.to_thread(lambda: [p.is_file() for p in originals]))
+            await service.start()
+            for image_id in ids:
+                view = await finished(http, image_id)
+                assert view["status"] == "DONE", view
+                got = await http.get(view["thumbnails"]["300x300"])
+                assert got.status_code == 200 and got.headers["content-type"] == "image/webp"
 
 
 async def test_an_image_tried_too_often_fails_with_a_reason(
