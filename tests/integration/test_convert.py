@@ -24,7 +24,7 @@ from ocr_gateway.components import Components
 from ocr_gateway.db.models import Download, Job
 from tests.integration.test_bad_input import count_rows, stored_paths, truncated_pdf
 from tests.support.documents import blank_pdf, sample
-from tests.support.gateway import drain
+from tests.support.gateway import drain, isolated_gateway
 from tests.support.http import wait_rendered
 from tests.support.results import done, send_result
 from tests.support.tables import TABLES, draw_table_png, table_pdf
@@ -322,3 +322,75 @@ async def test_born_digital_tables_are_read_at_render_time_and_scans_go_to_ocr_a
     ]
     assert sheet["C3"].number_format == "0.00" and sheet["C5"].number_format == "#,##0.00"
     assert book["scan p1 text"]["A1"].value == "scan text"
+
+
+async def test_with_automatic_dispatch_the_batch_goes_out_at_once(
+    tmp_path: Path, channel: AbstractChannel
+) -> None:
+    async with isolated_gateway(tmp_path, dispatch_mode="auto") as gateway:
+        files = batch(
+            ("a.png", sample("smile.png").read_bytes()), ("b.jpg", sample("image.jpg").read_bytes())
+        )
+        body = await convert(gateway.client, files)
+        job_id = body["job_id"]
+        queue = gateway.settings.pages_queue
+        bodies: list[bytes] = []
+
+        async def published() -> bool:
+            bodies.extend(await drain(channel, queue, idle=0.2))
+            return len(bodies) >= 2
+
+        await wait_until(published, what="the batch's pages published without a start")
+        sent = sorted(
+            (m["job_id"], m["page_number"], m["tables"]) for m in map(orjson.loads, bodies)
+        )
+        assert sent == [(job_id, 1, True), (job_id, 2, True)]
+
+
+async def test_a_failed_page_leaves_a_failed_job_whose_workbook_says_why(
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+) -> None:
+    body = await convert(client, batch(("two.pdf", blank_pdf(2))), text_layer="off")
+    job_id = body["job_id"]
+    await wait_rendered(client, job_id)
+    failed = {"job_id": job_id, "page_number": 2, "status": "failed", "error": "engine crashed"}
+    for result in (done(job_id, 1, "page one"), failed):
+        await send_result(channel, services.settings.results_queue, result)
+
+    async def ended() -> bool:
+        job = (await client.get(f"/jobs/{job_id}")).json()
+        return bool(job["status"] == "failed")
+
+    await wait_until(ended, what="the job failed")
+    [download] = (await client.get(f"/jobs/{job_id}")).json()["downloads"]
+    response = await client.get(download["url"].removeprefix("/api/v1"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == 'attachment; filename="two.xlsx"'
+    book = load_workbook(io.BytesIO(response.content))
+    assert book.sheetnames == ["two p1 text", "two p2 text"]
+    assert book["two p1 text"]["A1"].value == "page one"
+    assert book["two p2 text"]["A1"].value == "This page was not read: engine crashed"
+
+
+async def test_a_cancelled_job_lists_no_download_and_other_jobs_none_at_all(
+    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+) -> None:
+    body = await convert(client, batch(("one.pdf", blank_pdf(1))), text_layer="off")
+    job_id = body["job_id"]
+    await wait_rendered(client, job_id)
+    assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
+    job = (await client.get(f"/jobs/{job_id}")).json()
+    assert (job["status"], job["downloads"]) == ("cancelled", [])
+    refused = await client.get(f"/download/{await file_id_of(services, job_id)}")
+    assert refused.status_code == 409 and refused.json()["status"] == "cancelled"
+
+    plain = await client.post("/ocrpdf", files={"file": ("p.pdf", blank_pdf(1))})
+    plain_id = plain.json()["job_id"]
+    await wait_rendered(client, plain_id)
+    await send_result(channel, services.settings.results_queue, done(plain_id, 1))
+
+    async def completed() -> bool:
+        return bool((await client.get(f"/jobs/{plain_id}")).json()["status"] == "completed")
+
+    await wait_until(completed, what="the plain job completed")
+    assert (await client.get(f"/jobs/{plain_id}")).json()["downloads"] == []
