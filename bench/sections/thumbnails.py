@@ -6,7 +6,9 @@ DONE in the database. The bare way: the same images, in a pool of as many proces
 service's render pool (at the same niceness, `ctx.pool`), each opened once and, for each of the
 three boxes, `copy()` + Pillow's `thumbnail()` + WebP at the service's quality, written to disk.
 The images: page renders of the GeoTopo sample (1654x2339 gray PNGs, the screenshots and scans
-of a document gateway) and generated 3000x2000 photos (JPEG with noise), half each.
+of a document gateway) and generated 3000x2000 photos (JPEG with noise), half each. Beside the
+rates (12a), the CPU seconds both ways spend (12b): the service's every process against the bare
+pool's, a figure the machine's other load does not move.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from PIL import Image
 from tests.support.waiting import wait_until
 
@@ -56,6 +59,15 @@ def thumbnail_rows(plan: Plan) -> list[Row]:
             "x",
             ">=",
             0.85,
+        ),
+        Row(
+            "12b",
+            SECTION,
+            "Thumbnails: CPU seconds per image, service / bare",
+            "user+system CPU of every process of the service (API, inspect and render pools,"
+            " dispatcher) over a run, against the bare pool's; what the machine's other load"
+            " cannot move",
+            "x",
         ),
     ]
 
@@ -101,10 +113,29 @@ def bare_thumbnails(paths: list[str], out_dir: str, quality: int) -> int:
     return len(paths)
 
 
-async def bare_rate(ctx: Context, images: list[Path], out_dir: Path) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far (a process gone counts nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def service_pids(svc: Service) -> list[int]:
+    return sorted(svc.pids | {child.pid for child in svc.children()})
+
+
+async def bare_rate(ctx: Context, images: list[Path], out_dir: Path) -> tuple[float, float]:
+    """Images/s of the bare loop, and its CPU seconds."""
     pool = ctx.pool
     assert pool is not None
     await asyncio.to_thread(reset_dir, out_dir)
+    pids = pool.worker_pids()
+    cpu_before = cpu_seconds(pids)
     # Two images a task: the pool stays busy to the end, as the service's does.
     chunks = [[str(p) for p in images[i : i + 2]] for i in range(0, len(images), 2)]
     started = time.perf_counter()
@@ -112,12 +143,18 @@ async def bare_rate(ctx: Context, images: list[Path], out_dir: Path) -> float:
         *(pool.run(bare_thumbnails, chunk, str(out_dir), QUALITY, timeout=600) for chunk in chunks)
     )
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pids) - cpu_before
     if sum(done) != len(images):
         raise BenchError(f"the bare loop made thumbnails of {sum(done)} of {len(images)} images")
-    return len(images) / elapsed
+    return len(images) / elapsed, cpu
 
 
-async def service_rate(ctx: Context, svc: Service, images: list[tuple[str, bytes]]) -> float:
+async def service_rate(
+    ctx: Context, svc: Service, images: list[tuple[str, bytes]]
+) -> tuple[float, float]:
+    """Images/s through POST /images until every image is DONE, and the service's CPU seconds."""
+    pids = service_pids(svc)
+    cpu_before = cpu_seconds(pids)
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in images:
         queue.put_nowait(item)
@@ -147,6 +184,7 @@ async def service_rate(ctx: Context, svc: Service, images: list[tuple[str, bytes
 
     finished = await wait_until(all_done, timeout=600, interval=0.02, what="thumbnails DONE")
     rate = len(images) / (finished - started)
+    cpu = cpu_seconds(pids) - cpu_before
     # Checked outside the timed part: every thumbnail is on disk; then the images go.
     for image_id in ids:
         folder = ctx.files_dir / "images" / str(image_id)
@@ -154,7 +192,7 @@ async def service_rate(ctx: Context, svc: Service, images: list[tuple[str, bytes
         if len(files) != len(IMAGE_BOXES) + 1:
             raise BenchError(f"image {image_id} has {files}")
         await svc.call("DELETE", f"/images/{image_id}")
-    return rate
+    return rate, cpu
 
 
 def _names(folder: Path) -> list[str]:
@@ -178,15 +216,21 @@ async def run(ctx: Context, rows: dict[str, Row]) -> None:
     await svc.start()
     service_rates: list[float] = []
     bare_rates: list[float] = []
+    service_cpu: list[float] = []
+    bare_cpu: list[float] = []
     try:
         # A warm-up upload, so that no run pays for the first import of WebP in a process.
         await service_rate(ctx, svc, images[:2])
         for run_index in range(runs):
             for kind in rotate(["service", "bare"], run_index):
                 if kind == "service":
-                    service_rates.append(await service_rate(ctx, svc, images))
+                    rate, cpu = await service_rate(ctx, svc, images)
+                    service_rates.append(rate)
+                    service_cpu.append(cpu)
                 else:
-                    bare_rates.append(await bare_rate(ctx, paths, ctx.work / "bare-thumbnails"))
+                    rate, cpu = await bare_rate(ctx, paths, ctx.work / "bare-thumbnails")
+                    bare_rates.append(rate)
+                    bare_cpu.append(cpu)
             log(
                 f"thumbnails run {run_index + 1}/{runs}: service {service_rates[-1]:.2f},"
                 f" bare {bare_rates[-1]:.2f} images/s"
@@ -198,4 +242,10 @@ async def run(ctx: Context, rows: dict[str, Row]) -> None:
         "12a"
     ].detail = (
         f"service {fmt_list(service_rates, 2)} images/s; bare {fmt_list(bare_rates, 2)} images/s"
+    )
+    rows["12b"].values = [s / b for s, b in zip(service_cpu, bare_cpu, strict=True)]
+    count = len(images)
+    rows["12b"].detail = (
+        f"service {fmt_list([c / count * 1000 for c in service_cpu], 0)} ms of CPU an image;"
+        f" bare {fmt_list([c / count * 1000 for c in bare_cpu], 0)} ms"
     )
