@@ -152,6 +152,19 @@ def test_tables_become_sheets_with_merged_spans_and_numbers(tmp_path: Path) -> N
     lines = book["invoice p2 text"]
     assert [row[0].value for row in lines.iter_rows()] == ["first line", "  second line "]
     assert "boom" in str(book["shot p1 text"]["A1"].value)
+    # Columns fit their longest text; a cell of several lines wraps.
+    assert sheet.column_dimensions["A"].width == len("Total") + 2
+    assert lines.column_dimensions["A"].width == len("  second line ") + 2
+
+
+def test_a_cell_of_several_lines_keeps_them_and_wraps(tmp_path: Path) -> None:
+    files = [{"index": 0, "filename": "a.png", "total_page_number": 1}]
+    page = _page(1, tables=[_table([_cell("first\nsecond"), _cell("x" * 200)])])
+    sheet = load_workbook(_build(tmp_path, [page], files))["a p1 t1"]
+    assert sheet["A1"].value == "first\nsecond" and sheet["A1"].alignment.wrap_text
+    assert not sheet["B1"].alignment.wrap_text
+    assert sheet.column_dimensions["A"].width == len("second") + 2
+    assert sheet.column_dimensions["B"].width == 60
 
 
 def test_a_page_with_an_empty_table_list_gives_its_text(tmp_path: Path) -> None:

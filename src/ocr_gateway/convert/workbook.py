@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -39,6 +40,7 @@ FORBIDDEN_TITLE_CHARS = re.compile(r"[\[\]:*?/\\]")
 MAX_CELL_CHARS = 32_767
 MAX_NUMBER_DIGITS = 15
 MAX_COLUMN_WIDTH = 60
+WRAPPED = Alignment(wrap_text=True, vertical="top")
 # A number as people write it: an optional minus (ASCII or U+2212), an integer without leading
 # zeros, either plain (1234) or grouped by commas in threes (1,234), an optional decimal part
 # after a point, an optional percent sign.
@@ -152,6 +154,8 @@ class SheetWriter:
         """A string cell; never read as a formula, whatever it starts with."""
         cell = self.sheet.cell(row=row, column=column, value=clean_text(text))
         cell.data_type = "s"
+        if "\n" in text:  # a cell of several lines shows them all
+            cell.alignment = WRAPPED
         self._fit(column, max(len(part) for part in text.split("\n")))
 
     def number(self, row: int, column: int, value: float, number_format: str | None) -> None:
