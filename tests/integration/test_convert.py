@@ -6,6 +6,7 @@ back with openpyxl, and another tenant's file is not found."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import math
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pymupdf
+import pytest
 from aio_pika.abc import AbstractChannel
 from openpyxl import load_workbook
 from PIL import Image
@@ -25,10 +27,11 @@ from ocr_gateway.db.models import Download, Job
 from tests.integration.test_bad_input import count_rows, stored_paths, truncated_pdf
 from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import drain, isolated_gateway
-from tests.support.http import wait_rendered
+from tests.support.http import wait_for_job, wait_rendered
 from tests.support.results import done, send_result
-from tests.support.tables import TABLES, draw_table_png, table_pdf
+from tests.support.tables import TABLES, draw_table_png, ruled_pages, table_pdf
 from tests.support.waiting import wait_until
+from tests.support.worker import LogLineMissing, worker_process
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FileParts = list[tuple[str, tuple[str, bytes]]]
@@ -394,3 +397,55 @@ async def test_a_cancelled_job_lists_no_download_and_other_jobs_none_at_all(
 
     await wait_until(completed, what="the plain job completed")
     assert (await client.get(f"/jobs/{plain_id}")).json()["downloads"] == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rapidocr_onnxruntime") is None,
+    reason="rapidocr_onnxruntime is not importable: install the OCR extra (make install does)",
+)
+async def test_a_real_worker_reads_the_scanned_table_and_the_workbook_holds_every_table(
+    client: httpx.AsyncClient, services: Components
+) -> None:
+    """The whole path with the real OCR worker: the born-digital table read at render time, the
+    scanned one found by the worker, a page without a table as its text lines."""
+    scan = ruled_pages()[1]
+    files = batch(
+        ("prices.pdf", table_pdf(TABLES[0], ruled=True)),
+        ("cities.png", scan.data),
+        ("smile.png", sample("smile.png").read_bytes()),
+    )
+    job_id = (await convert(client, files))["job_id"]
+    await wait_rendered(client, job_id)
+    try:
+        async with worker_process(services.settings, start_timeout=120):
+            assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
+            job = await wait_for_job(
+                client, job_id, lambda job: job["status"] in ("completed", "failed"), 180, 0.2
+            )
+    except LogLineMissing as missing:
+        pytest.fail(str(missing))
+    assert job["status"] == "completed", job
+    shown = (await client.get(f"/jobs/{job_id}")).json()
+    assert [page["source"] for page in shown["pages"]] == ["text_layer", "ocr", "ocr"]
+    [download] = shown["downloads"]
+    response = await client.get(download["url"].removeprefix("/api/v1"))
+    assert response.status_code == 200, response.text
+    book = load_workbook(io.BytesIO(response.content))
+    assert book.sheetnames == ["prices p1 t1", "cities p1 t1", "smile p1 text"]
+
+    def texts(sheet: Any) -> list[list[str]]:
+        return [
+            ["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
+        ]
+
+    prices = texts(book["prices p1 t1"])
+    assert prices[0] == TABLES[0][0] and prices[1] == ["Apples", "1234", "0.45", "-3"]
+    cities = texts(book["cities p1 t1"])
+    expected = [[cell.replace(",", "") for cell in row] for row in scan.cells]
+    found = [
+        value == want or value.rstrip("0").rstrip(".") == want.rstrip("0").rstrip(".")
+        for got_row, want_row in zip(cities, expected, strict=False)
+        for value, want in zip(got_row, want_row, strict=False)
+    ]
+    cells = sum(len(row) for row in expected)
+    assert sum(found) / cells >= 0.95, cities
