@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
+import logging
 import math
 import uuid
 from pathlib import Path
@@ -172,16 +173,22 @@ async def test_a_refused_file_is_named_by_its_index_and_nothing_is_kept(
 async def test_too_many_pages_in_all_is_refused_for_the_batch(
     client: httpx.AsyncClient, services: Components
 ) -> None:
+    before = stored_paths(services)
     limit = services.settings.max_pages
     files = batch(("a.pdf", blank_pdf(limit // 2 + 1)), ("b.pdf", blank_pdf(limit // 2 + 1)))
     response = await client.post("/convert/batch", files=files)
     assert response.status_code == 413, response.text
-    assert response.json()["error"] == "too_many_pages"
+    body = response.json()
+    assert body["error"] == "too_many_pages" and "index" not in body, body
     assert await count_rows(services, "jobs") == 0
+    assert stored_paths(services) - before == set(), "a refused batch left files behind"
 
 
 async def test_a_done_job_lists_its_workbook_which_downloads_as_xlsx(
-    client: httpx.AsyncClient, services: Components, channel: AbstractChannel
+    client: httpx.AsyncClient,
+    services: Components,
+    channel: AbstractChannel,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     files = batch(
         ("smile.png", sample("smile.png").read_bytes()),
@@ -209,7 +216,13 @@ async def test_a_done_job_lists_its_workbook_which_downloads_as_xlsx(
         {"file_id": str(file_id), "kind": "xlsx", "url": f"/api/v1/download/{file_id}"}
     ]
 
-    response = await client.get(job["downloads"][0]["url"].removeprefix("/api/v1"))
+    # Three clients at once share one build.
+    url = job["downloads"][0]["url"].removeprefix("/api/v1")
+    with caplog.at_level(logging.INFO, logger="ocr_gateway.convert.service"):
+        responses = await asyncio.gather(*(client.get(url) for _ in range(3)))
+    assert len({r.content for r in responses}) == 1
+    assert sum("workbook built" in r.getMessage() for r in caplog.records) == 1
+    response = responses[0]
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == XLSX
     assert response.headers["content-disposition"] == (
