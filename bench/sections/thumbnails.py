@@ -32,9 +32,13 @@ from bench.harness.files import reset_dir
 from bench.harness.plan import Plan, Row, fmt_list, rotate
 from bench.harness.service import Service
 from ocr_gateway.core.settings import Settings
-from ocr_gateway.thumbnails.making import IMAGE_BOXES
+from ocr_gateway.rendering.mupdf import pymupdf
+from ocr_gateway.thumbnails.making import IMAGE_BOXES, encode, make_page_thumbnail
 
 SECTION = 12
+# Job page thumbnails: the pages whose costs decide between first request and render time.
+PAGE_SAMPLE = 24
+LAZY_SIZE = 300
 CLIENTS = 4
 PHOTO_SIZE = (3000, 2000)
 QUALITY = int(Settings.model_fields["thumbnail_quality"].default)
@@ -67,6 +71,23 @@ def thumbnail_rows(plan: Plan) -> list[Row]:
             "user+system CPU of every process of the service (API, inspect and render pools,"
             " dispatcher) over a run, against the bare pool's; what the machine's other load"
             " cannot move",
+            "x",
+        ),
+        Row(
+            "12c",
+            SECTION,
+            "Job page thumbnail at its first request / the page's render",
+            f"CPU time in one process over {PAGE_SAMPLE} GeoTopo pages: one {LAZY_SIZE} px"
+            " thumbnail made from the page's PNG (what a first request costs), against rendering"
+            " the page to its PNG",
+            "x",
+        ),
+        Row(
+            "12d",
+            SECTION,
+            "Job page thumbnails made at render time / the page's render",
+            f"the same {PAGE_SAMPLE} pages: the three sizes made from the rendered raster (what"
+            " every page would cost at render time, looked at or not), against rendering it",
             "x",
         ),
     ]
@@ -111,6 +132,74 @@ def bare_thumbnails(paths: list[str], out_dir: str, quality: int) -> int:
                 with open(os.path.join(out_dir, f"{os.getpid()}-{index}-{name}.webp"), "wb") as f:
                     f.write(buffer.getvalue())
     return len(paths)
+
+
+def page_costs(
+    source: str, pages: list[int], out_dir: str, dpi: int, gray: bool, quality: int
+) -> tuple[float, float, float]:
+    """In a pool process, CPU seconds over `pages`: rendering each to its PNG (as the service
+    renders), one thumbnail from that PNG (a first request), and the three sizes from the
+    raster in memory (render time)."""
+    render = lazy = eager = 0.0
+    colorspace = pymupdf.csGRAY if gray else pymupdf.csRGB
+    with pymupdf.open(source) as doc:
+        for number in pages:
+            started = time.process_time()
+            pixmap = doc.load_page(number - 1).get_pixmap(
+                dpi=dpi, colorspace=colorspace, alpha=False
+            )
+            png = os.path.join(out_dir, f"{number}.png")
+            with open(png, "wb") as handle:
+                handle.write(pixmap.tobytes("png"))
+            render += time.process_time() - started
+
+            started = time.process_time()
+            made = make_page_thumbnail(png, f"{png}.thumb.webp", LAZY_SIZE, quality)
+            lazy += time.process_time() - started
+            if made.problem is not None:
+                raise RuntimeError(made.problem)
+
+            started = time.process_time()
+            mode = "L" if pixmap.n == 1 else "RGB"
+            raster = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples)
+            for box in IMAGE_BOXES.values():
+                encode(raster, box, quality)
+            eager += time.process_time() - started
+    return render, lazy, eager
+
+
+async def page_thumbnail_costs(ctx: Context, rows: dict[str, Row]) -> None:
+    """12c and 12d: what decides that job page thumbnails are made at their first request."""
+    pool = ctx.pool
+    assert pool is not None
+    total = await asyncio.to_thread(_page_total, ctx.geotopo)
+    step = max(1, total // PAGE_SAMPLE)
+    pages = list(range(1, total + 1, step))[:PAGE_SAMPLE]
+    out_dir = ctx.work / "page-thumbnails"
+    await asyncio.to_thread(reset_dir, out_dir)
+    render, lazy, eager = await pool.run(
+        page_costs, str(ctx.geotopo), pages, str(out_dir), ctx.dpi, ctx.gray, QUALITY, timeout=600
+    )
+    each = 1000 / len(pages)
+    rows["12c"].values = [lazy / render]
+    rows["12c"].detail = (
+        f"{len(pages)} pages at {ctx.dpi} dpi: render {render * each:.0f} ms a page, one"
+        f" {LAZY_SIZE} px thumbnail from its PNG {lazy * each:.0f} ms"
+    )
+    rows["12d"].values = [eager / render]
+    rows["12d"].detail = (
+        f"the three sizes from the raster {eager * each:.0f} ms a page, against the render's"
+        f" {render * each:.0f} ms"
+    )
+    log(
+        f"page thumbnails: render {render * each:.0f} ms, first request {lazy * each:.0f} ms,"
+        f" at render time {eager * each:.0f} ms a page"
+    )
+
+
+def _page_total(path: Path) -> int:
+    with pymupdf.open(path) as doc:
+        return int(doc.page_count)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -208,6 +297,7 @@ async def run(ctx: Context, rows: dict[str, Row]) -> None:
     plan = ctx.plan
     paths = await asyncio.to_thread(prepare_images, ctx, image_count(plan))
     images = [(p.name, await asyncio.to_thread(p.read_bytes)) for p in paths]
+    await page_thumbnail_costs(ctx, rows)
     megapixels = statistics.mean([await asyncio.to_thread(_pixels, p) for p in paths]) / 1e6
     log(f"thumbnails: {len(paths)} images, {megapixels:.1f} Mpx on average")
     # Five runs in the full plan: a run takes seconds, and the machine's other work moves each.
