@@ -139,21 +139,27 @@ def compare(
     auto: dict[tuple[str, int], tuple[str, str]], ocr: dict[tuple[str, int], tuple[str, str]]
 ) -> tuple[int, int, float, dict[str, str]]:
     """Pages read from the text layer, all pages, the CER against OCR (%), and per document
-    how many pages took the text layer."""
+    how many pages took the text layer (and their CER)."""
     read = [key for key, (source, _) in auto.items() if source == "text_layer"]
-    errors = chars = 0
+    errors: dict[str, int] = {}
+    chars: dict[str, int] = {}
     for key in read:
         reference = normalise(auto[key][1])
         hypothesis = normalise(ocr.get(key, ("", ""))[1])
-        errors += Levenshtein.distance(reference, hypothesis)
-        chars += len(reference)
+        errors[key[0]] = errors.get(key[0], 0) + Levenshtein.distance(reference, hypothesis)
+        chars[key[0]] = chars.get(key[0], 0) + len(reference)
     by_document: dict[str, list[int]] = {}
     for (name, _), (source, _) in auto.items():
         counts = by_document.setdefault(name, [0, 0])
         counts[0] += source == "text_layer"
         counts[1] += 1
-    paths = {name: f"{n}/{total}" for name, (n, total) in sorted(by_document.items())}
-    return len(read), len(auto), 100 * errors / chars if chars else float("nan"), paths
+    paths = {}
+    for name, (n, total) in sorted(by_document.items()):
+        note = f", CER {100 * errors[name] / chars[name]:.1f}%" if chars.get(name) else ""
+        paths[name] = f"{n}/{total}{note}"
+    total_chars = sum(chars.values())
+    cer = 100 * sum(errors.values()) / total_chars if total_chars else float("nan")
+    return len(read), len(auto), cer, paths
 
 
 async def run(ctx: Context, rows: dict[str, Row]) -> None:
