@@ -180,7 +180,7 @@ SECTION_ROWS = {
     9: ("9a", "9b", "9c", "9d", "9e"),  # rows made by bench.sections.exports
     10: ("10a", "10b", "10c", "10d", "10e"),  # rows made by bench.sections.tenants
     11: ("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),  # by bench.sections.tasks
-    12: ("12a", "12b", "12c", "12d"),  # rows made by bench.sections.thumbnails
+    12: ("12a", "12e", "12b", "12c", "12d"),  # rows made by bench.sections.thumbnails
     13: ("13a", "13b", "13c"),  # rows made by bench.sections.text_layer
     14: ("14a", "14b", "14c", "14d", "14e", "14f", "14g"),  # by bench.sections.tables
     15: ("15a", "15b", "15c", "15d"),  # rows made by bench.sections.convert

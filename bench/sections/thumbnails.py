@@ -7,7 +7,9 @@ service's render pool (at the same niceness, `ctx.pool`), each opened once and, 
 three boxes, `copy()` + Pillow's `thumbnail()` + WebP at the service's quality, written to disk.
 The images: page renders of the GeoTopo sample (1654x2339 gray PNGs, the screenshots and scans
 of a document gateway) and generated 3000x2000 photos (JPEG with noise), half each. Beside the
-rates (12a), the CPU seconds both ways spend (12b): the service's every process against the bare
+rates (12a), the gateway's thumbnail maker alone in a pool like its render pool, one image a
+task as the service runs it, against the same bare loop (12e), and the CPU seconds both ways
+spend (12b): the service's every process against the bare
 pool's, a figure the machine's other load does not move.
 """
 
@@ -33,7 +35,12 @@ from bench.harness.plan import Plan, Row, fmt_list, rotate
 from bench.harness.service import Service
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.rendering.mupdf import pymupdf
-from ocr_gateway.thumbnails.making import IMAGE_BOXES, encode, make_page_thumbnail
+from ocr_gateway.thumbnails.making import (
+    IMAGE_BOXES,
+    encode,
+    make_page_thumbnail,
+    make_thumbnails,
+)
 
 SECTION = 12
 # Job page thumbnails: the pages whose costs decide between first request and render time.
@@ -60,6 +67,17 @@ def thumbnail_rows(plan: Plan) -> list[Row]:
             "Thumbnails: service / bare Pillow loop",
             f"images/s, POST /images ({CLIENTS} clients) until every image is DONE, vs a bare"
             " pool of as many processes doing copy() + thumbnail() + save per box; " + images,
+            "x",
+            ">=",
+            0.85,
+        ),
+        Row(
+            "12e",
+            SECTION,
+            "Thumbnails: the gateway's maker in its pool / bare Pillow loop",
+            "images/s, thumbnails/making.make_thumbnails run as the service runs it (one image a"
+            " task in a pool like its render pool, the same processes as the bare loop), without"
+            " the upload and its inspection; " + images,
             "x",
             ">=",
             0.85,
@@ -238,6 +256,37 @@ async def bare_rate(ctx: Context, images: list[Path], out_dir: Path) -> tuple[fl
     return len(images) / elapsed, cpu
 
 
+async def maker_rate(ctx: Context, images: list[Path], out_dir: Path) -> float:
+    """Images/s of the gateway's thumbnail maker alone, one image a task as the service runs it."""
+    pool = ctx.pool
+    assert pool is not None
+    await asyncio.to_thread(reset_dir, out_dir)
+    folders = [out_dir / str(index) for index in range(len(images))]
+    for folder in folders:
+        await asyncio.to_thread(folder.mkdir)
+    budget = int(Settings.model_fields["max_page_pixels"].default)
+    started = time.perf_counter()
+    made = await asyncio.gather(
+        *(
+            pool.run(
+                make_thumbnails,
+                str(path),
+                str(folder),
+                IMAGE_BOXES,
+                QUALITY,
+                budget,
+                timeout=600,
+            )
+            for path, folder in zip(images, folders, strict=True)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    problems = [m.problem for m in made if m.problem is not None]
+    if problems:
+        raise BenchError(f"the maker failed: {problems[0]}")
+    return len(images) / elapsed
+
+
 async def service_rate(
     ctx: Context, svc: Service, images: list[tuple[str, bytes]]
 ) -> tuple[float, float]:
@@ -308,19 +357,25 @@ async def run(ctx: Context, rows: dict[str, Row]) -> None:
     bare_rates: list[float] = []
     service_cpu: list[float] = []
     bare_cpu: list[float] = []
+    maker_rates: list[float] = []
+    maker_bare: list[float] = []
     try:
         # A warm-up upload, so that no run pays for the first import of WebP in a process.
         await service_rate(ctx, svc, images[:2])
         for run_index in range(runs):
-            for kind in rotate(["service", "bare"], run_index):
+            for kind in rotate(["service", "bare", "maker"], run_index):
                 if kind == "service":
                     rate, cpu = await service_rate(ctx, svc, images)
                     service_rates.append(rate)
                     service_cpu.append(cpu)
-                else:
+                elif kind == "bare":
                     rate, cpu = await bare_rate(ctx, paths, ctx.work / "bare-thumbnails")
                     bare_rates.append(rate)
                     bare_cpu.append(cpu)
+                else:
+                    maker_rates.append(await maker_rate(ctx, paths, ctx.work / "maker"))
+            # The maker is compared with the bare run next to it in the same rotation.
+            maker_bare.append(bare_rates[-1])
             log(
                 f"thumbnails run {run_index + 1}/{runs}: service {service_rates[-1]:.2f},"
                 f" bare {bare_rates[-1]:.2f} images/s"
@@ -328,11 +383,11 @@ async def run(ctx: Context, rows: dict[str, Row]) -> None:
     finally:
         await svc.stop()
     rows["12a"].values = [s / b for s, b in zip(service_rates, bare_rates, strict=True)]
-    rows[
-        "12a"
-    ].detail = (
-        f"service {fmt_list(service_rates, 2)} images/s; bare {fmt_list(bare_rates, 2)} images/s"
-    )
+    service, bare = fmt_list(service_rates, 2), fmt_list(bare_rates, 2)
+    rows["12a"].detail = f"service {service} images/s; bare {bare} images/s"
+    rows["12e"].values = [m / b for m, b in zip(maker_rates, maker_bare, strict=True)]
+    maker, beside = fmt_list(maker_rates, 2), fmt_list(maker_bare, 2)
+    rows["12e"].detail = f"maker {maker} images/s; bare {beside} images/s"
     rows["12b"].values = [s / b for s, b in zip(service_cpu, bare_cpu, strict=True)]
     count = len(images)
     rows["12b"].detail = (
