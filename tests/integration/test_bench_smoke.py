@@ -28,6 +28,7 @@ ROWS = [
     *("9a", "9b", "9c", "9d", "9e"),
     *("10a", "10b", "10c", "10d", "10e"),
     *("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),
+    *("12a", "12e", "12b", "12c", "12d"),
 ]
 # The quick run of every section, 11 (OCR with a real worker and a Celery anchor) included.
 SMOKE_TIMEOUT_S = 600
