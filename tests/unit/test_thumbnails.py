@@ -4,6 +4,7 @@ never enlarging), and the If-None-Match rule of the cached answers."""
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ocr_gateway.thumbnails.making import (
     make_page_thumbnail,
     make_thumbnails,
     strong_etag,
+    thumbnail_size,
 )
 
 BUDGET = 25_000_000
@@ -153,3 +155,15 @@ def test_fit_makes_the_very_pixels_of_pillows_thumbnail(size: tuple[int, int]) -
         assert made.size == expected.size
         assert made.tobytes() == expected.tobytes()
     assert image.size == size, "the original is left as it was"
+
+
+def test_thumbnail_size_is_pillows_for_any_shape() -> None:
+    """Pillow's own arithmetic, on 300 shapes from thin strips to squares, small and large."""
+    shapes = random.Random(15)
+    for _ in range(300):
+        size = (shapes.randint(1, 6000), shapes.randint(1, 6000))
+        for box in IMAGE_BOXES.values():
+            image = Image.new("1", size)
+            image.thumbnail(box)
+            expected = None if image.size == size else image.size
+            assert thumbnail_size(size, box) == expected, (size, box)
