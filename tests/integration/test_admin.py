@@ -14,6 +14,7 @@ from sqlalchemy import text
 from ocr_gateway.app import create_app
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
+from ocr_gateway.rendering.storage import IMAGES_DIR
 from tests.support.documents import blank_pdf
 from tests.support.gateway import make_settings
 from tests.support.http import job_detail, upload, wait_rendered
@@ -125,7 +126,9 @@ async def test_delete_all_jobs_clears_files_rows_and_queue(
         return jobs == 0 and depth == 0
 
     await wait_until(all_gone)
-    leftovers = [p for p in services.settings.files_dir.iterdir() if p.name != ".gitignore"]
+    # files/images/ holds /images uploads, which are no jobs: deleting every job leaves them.
+    kept = {".gitignore", IMAGES_DIR}
+    leftovers = [p for p in services.settings.files_dir.iterdir() if p.name not in kept]
     assert leftovers == []
 
 

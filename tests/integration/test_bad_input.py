@@ -26,6 +26,7 @@ from PIL import Image, PngImagePlugin
 from sqlalchemy import text
 
 from ocr_gateway.components import Components
+from ocr_gateway.rendering.storage import IMAGES_DIR
 from tests.support.documents import sample
 from tests.support.waiting import wait_until
 
@@ -603,7 +604,8 @@ async def test_hostile_filename_is_stored_as_harmless_text(
     # Nothing was written anywhere but files/<job_id>/ (the temp upload is gone again).
     files_dir = services.settings.files_dir
     job_id = job["job_id"]
-    assert [p.name for p in files_dir.iterdir() if p.name != ".gitignore"] == [job_id]
+    kept = {".gitignore", IMAGES_DIR}  # files/images/ holds /images uploads, no job
+    assert [p.name for p in files_dir.iterdir() if p.name not in kept] == [job_id]
     assert stored_paths(services) - before == {files_dir / job_id, files_dir / job_id / "1.png"}
     tmp_root = files_dir.parent
     assert [p for p in tmp_root.rglob("*") if p.name in {"x", "etc"}] == []
