@@ -29,9 +29,13 @@ ROWS = [
     *("10a", "10b", "10c", "10d", "10e"),
     *("11a", "11b", "11c", "11d", "11e", "11f", "11g", "11h"),
     *("12a", "12e", "12b", "12c", "12d"),
+    *("13a", "13b", "13c"),
+    *("14a", "14b", "14c", "14d", "14e", "14f", "14g"),
+    *("15a", "15b", "15c", "15d"),
 ]
-# The quick run of every section, 11 (OCR with a real worker and a Celery anchor) included.
-SMOKE_TIMEOUT_S = 600
+# The quick run of every section, 11 (OCR with a real worker and a Celery anchor), 13 and 14
+# (OCR of sample pages and tables) included: about 7 min on a quiet 2-core machine.
+SMOKE_TIMEOUT_S = 900
 
 
 @pytest.fixture(autouse=True)
