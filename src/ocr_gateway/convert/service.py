@@ -37,12 +37,9 @@ from ocr_gateway.convert.workbook import build_workbook
 from ocr_gateway.core.errors import (
     BadUpload,
     Conflict,
-    DocumentTooLarge,
-    GatewayError,
     NotFound,
-    PageTooLarge,
     ServiceUnavailable,
-    TooManyPages,
+    document_refusal,
 )
 from ocr_gateway.core.process_pool import ProcessPool, TaskTimedOut, WorkerLost
 from ocr_gateway.core.settings import Settings
@@ -213,7 +210,7 @@ class ConvertService:
                 f"the files cannot be merged right now ({exc}); try again shortly"
             ) from exc
         if merged.inspection.problem is not None:
-            raise _refusal(merged.inspection.problem, merged.inspection.detail)
+            raise document_refusal(merged.inspection.problem, merged.inspection.detail)
         return merged
 
     async def _existing(self, job_id: uuid.UUID) -> ConvertAccepted:
@@ -329,14 +326,3 @@ def _workbook_filename(first: str, files: int) -> str:
     stem = " ".join(UNSAFE_NAME_CHARS.sub("_", stem).split())[:MAX_NAME_STEM].strip(" .")
     stem = stem or "tables"
     return f"{stem}-and-{files - 1}-more.xlsx" if files > 1 else f"{stem}.xlsx"
-
-
-def _refusal(problem: str, detail: str) -> GatewayError:
-    """The uploads' answer to the merged batch's `problem`."""
-    if problem == "too_many_pages":
-        return TooManyPages(detail)
-    if problem == "page_too_large":
-        return PageTooLarge(detail)
-    if problem == "document_too_large":
-        return DocumentTooLarge(detail)
-    return BadUpload(detail)

@@ -89,6 +89,16 @@ class DocumentTooLarge(GatewayError):
     kind = "document_too_large"
 
 
+def document_refusal(problem: str, detail: str) -> GatewayError:
+    """The answer to a document's inspection `problem`: the limit errors are named by their
+    `kind` (`too_many_pages`, `page_too_large`, `document_too_large`); any other problem is a
+    document that cannot be read (422)."""
+    for limit in (TooManyPages, PageTooLarge, DocumentTooLarge):
+        if problem == limit.kind:
+            return limit(detail)
+    return BadUpload(detail)
+
+
 class NotFound(GatewayError):
     """The job or page does not exist."""
 

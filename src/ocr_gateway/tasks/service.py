@@ -25,12 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.core.errors import (
     BadUpload,
-    DocumentTooLarge,
-    GatewayError,
     NotFound,
-    PageTooLarge,
     ServiceUnavailable,
-    TooManyPages,
+    document_refusal,
 )
 from ocr_gateway.core.process_pool import TaskTimedOut, WorkerLost
 from ocr_gateway.core.settings import Settings
@@ -245,7 +242,7 @@ class TaskService:
             ) from exc
         problem = merged.inspection.problem
         if problem is not None:
-            raise _refusal(problem, merged.inspection.detail)
+            raise document_refusal(problem, merged.inspection.detail)
         return merged
 
     # ------------------------------------------------------------ reading
@@ -333,14 +330,3 @@ def _stopped() -> ServiceUnavailable:
         " (POST /image is accepted and waits for the start)",
         retry_after_s=STOPPED_RETRY_AFTER_S,
     )
-
-
-def _refusal(problem: str, detail: str) -> GatewayError:
-    """The uploads' answer to an inspection's `problem`."""
-    if problem == "too_many_pages":
-        return TooManyPages(detail)
-    if problem == "page_too_large":
-        return PageTooLarge(detail)
-    if problem == "document_too_large":
-        return DocumentTooLarge(detail)
-    return BadUpload(detail)

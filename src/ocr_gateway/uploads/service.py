@@ -23,12 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.core.errors import (
     BadUpload,
-    DocumentTooLarge,
     GatewayError,
     InvalidField,
-    PageTooLarge,
     ServiceUnavailable,
-    TooManyPages,
+    document_refusal,
 )
 from ocr_gateway.core.process_pool import (
     IsolatedPool,
@@ -448,13 +446,7 @@ class UploadService:
         if result.problem is None:
             return result
         log.info("upload refused problem=%s detail=%s", result.problem, result.detail)
-        if result.problem == "too_many_pages":
-            raise TooManyPages(result.detail)
-        if result.problem == "page_too_large":
-            raise PageTooLarge(result.detail)
-        if result.problem == "document_too_large":
-            raise DocumentTooLarge(result.detail)
-        raise BadUpload(result.detail)
+        raise document_refusal(result.problem, result.detail)
 
     async def _run_inspection(self, path: str, media_type: MediaType) -> Inspection:
         """Inspect the upload in the pool, blaming the document only for what it did.
