@@ -459,9 +459,7 @@ class StoredImage(Timestamped, Base):
             "tenant",
             "dedup_key",
             unique=True,
-            postgresql_where=sql(
-                f"dedup_key IS NOT NULL AND status <> {ImageStatus.FAILED.sql}"
-            ),
+            postgresql_where=sql(f"dedup_key IS NOT NULL AND status <> {ImageStatus.FAILED.sql}"),
         ),
         status_check(ImageStatus, IMAGES_STATUS_CHECK),
     )
