@@ -18,7 +18,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 
-from ocr_gateway.api.openapi import UPLOAD_ERRORS
+from ocr_gateway.api.openapi import JOB_UPLOAD_ERRORS, UPLOAD_ERRORS
 from ocr_gateway.components import Components
 from tests.support.documents import sample
 from tests.support.results import done, send_result
@@ -150,10 +150,12 @@ def _error_codes(op: dict[str, Any]) -> set[int]:
 
 def test_each_route_lists_only_the_errors_it_can_return(app: FastAPI) -> None:
     operations = _operations(app)
-    for op_id in ("upload_pdf", "upload_image", "submit_jobs"):
-        assert _error_codes(operations[op_id]) == set(UPLOAD_ERRORS), op_id
-    # /convert/batch is a client route: a key, and the tenant it names, are checked too.
-    assert _error_codes(operations["convert_batch"]) == {401, 403} | set(UPLOAD_ERRORS)
+    # Uploads that make jobs: a key, the tenant it names and the tenant's quotas are checked too.
+    for op_id in ("upload_pdf", "upload_image", "submit_jobs", "convert_batch"):
+        assert _error_codes(operations[op_id]) == set(JOB_UPLOAD_ERRORS), op_id
+    assert set(JOB_UPLOAD_ERRORS) == {401, 403, 429} | set(UPLOAD_ERRORS)
+    # /images makes no job, so no quota holds it.
+    assert _error_codes(operations["upload_thumbnail_image"]) == {401, 403} | set(UPLOAD_ERRORS)
     assert _error_codes(operations["download_file"]) == {401, 403, 404, 409, 422, 503}
     admin = {
         "admin_list_jobs": {400, 422},

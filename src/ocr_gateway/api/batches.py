@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from ocr_gateway.api.deps import CallerDep, UploadsDep
-from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors
+from ocr_gateway.api.openapi import JOB_UPLOAD_ERRORS, errors
 from ocr_gateway.api.schemas import BatchAccepted
 from ocr_gateway.api.uploads import (
     DedupQuery,
@@ -57,7 +57,7 @@ def _files_body() -> dict[str, Any]:
             "description": "At least one new job; files uploaded before answer their"
             " existing job (`deduplicated: true`)",
         },
-        **errors(*UPLOAD_ERRORS),
+        **errors(*JOB_UPLOAD_ERRORS),
     },
     openapi_extra=with_option_fields(_files_body()),
 )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.responses import FileResponse
 
 from ocr_gateway.api.deps import CallerDep, ConvertDep
-from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors
+from ocr_gateway.api.openapi import CALLER_ERRORS, JOB_UPLOAD_ERRORS, errors
 from ocr_gateway.api.uploads import (
     DedupQuery,
     TextLayerQuery,
@@ -21,8 +21,7 @@ from ocr_gateway.api.uploads import (
 )
 from ocr_gateway.convert.schemas import ConvertAccepted
 
-# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
-router = APIRouter(tags=["convert"], responses=errors(401, 403))
+router = APIRouter(tags=["convert"], responses=errors(*CALLER_ERRORS))
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -61,7 +60,7 @@ def _files_body() -> dict[str, Any]:
             "model": ConvertAccepted,
             "description": "The batch's job, rendered in the background",
         },
-        **errors(*UPLOAD_ERRORS),
+        **errors(*JOB_UPLOAD_ERRORS),
     },
     openapi_extra=_files_body(),
 )

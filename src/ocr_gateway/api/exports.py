@@ -10,11 +10,10 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import Response
 
 from ocr_gateway.api.deps import CallerDep, ExportsDep
-from ocr_gateway.api.openapi import JobId, PageNumber, errors
+from ocr_gateway.api.openapi import CALLER_ERRORS, JobId, PageNumber, errors
 from ocr_gateway.exports.formats import MEDIA_TYPES, ExportFormat
 
-# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 403))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(*CALLER_ERRORS))
 
 # A file in the answer: generated clients read it as bytes (text as a string, json as an object).
 BINARY = {"schema": {"type": "string", "format": "binary"}}

@@ -16,15 +16,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.responses import Response
 
 from ocr_gateway.api.deps import CallerDep, ThumbnailsDep
-from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors, multipart_body
+from ocr_gateway.api.openapi import CALLER_ERRORS, UPLOAD_ERRORS, errors, multipart_body
 from ocr_gateway.db.models import ImageStatus, StoredImage
 from ocr_gateway.thumbnails.making import THUMBNAIL_MEDIA_TYPE
 from ocr_gateway.thumbnails.schemas import ImageAccepted, ImageBox, ImageDeleted, ImageView
 from ocr_gateway.thumbnails.service import ServedFile
 from ocr_gateway.uploads.media import IMAGE_TYPES
 
-# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
-router = APIRouter(prefix="/images", tags=["images"], responses=errors(401, 403))
+router = APIRouter(prefix="/images", tags=["images"], responses=errors(*CALLER_ERRORS))
 # The same handlers at the root paths, left out of the OpenAPI document (listed once, above).
 root_router = APIRouter(prefix="/images", include_in_schema=False)
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from ocr_gateway.api.deps import CallerDep, EventsDep, JobsDep, ThumbnailsDep, websocket_caller
 from ocr_gateway.api.images import BINARY, cached_bytes
-from ocr_gateway.api.openapi import JobId, PageNumber, errors
+from ocr_gateway.api.openapi import CALLER_ERRORS, JobId, PageNumber, errors
 from ocr_gateway.api.schemas import Deleted
 from ocr_gateway.components import Components
 from ocr_gateway.convert.schemas import DownloadLink
@@ -39,8 +39,7 @@ from ocr_gateway.jobs.service import JobService
 from ocr_gateway.thumbnails.making import THUMBNAIL_MEDIA_TYPE
 from ocr_gateway.thumbnails.schemas import PageThumbnailSize
 
-# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 403))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(*CALLER_ERRORS))
 
 MAX_WAIT_S = 60
 # The websocket close code for "policy violation": a job that does not exist (or is another

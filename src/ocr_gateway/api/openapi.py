@@ -19,6 +19,11 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # large a file, document or page (413), a type the route does not take (415), a document that
 # cannot be read (422), and inspection that cannot run right now (503, with Retry-After).
 UPLOAD_ERRORS = (400, 413, 415, 422, 503)
+# A client route's refusals of the caller: 401 without a valid key (client_auth=api_key), 403
+# when X-Tenant-Id names another tenant than the key's.
+CALLER_ERRORS = (401, 403)
+# An upload that makes jobs is held to its tenant's quotas (429 with Retry-After).
+JOB_UPLOAD_ERRORS = (*CALLER_ERRORS, *UPLOAD_ERRORS, 429)
 
 
 def multipart_body(description: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.websockets import WebSocketDisconnect
 
 from ocr_gateway.api.deps import CallerDep, TasksDep, websocket_caller
-from ocr_gateway.api.openapi import errors
+from ocr_gateway.api.openapi import CALLER_ERRORS, errors
 from ocr_gateway.components import Components
 from ocr_gateway.core.errors import GatewayError
 from ocr_gateway.tasks.schemas import (
@@ -34,8 +34,7 @@ from ocr_gateway.tasks.schemas import (
 )
 from ocr_gateway.tasks.service import TaskService
 
-# 401 without a valid key (client_auth=api_key), 403 when X-Tenant-Id names another tenant.
-router = APIRouter(tags=["tasks"], responses=errors(401, 403))
+router = APIRouter(tags=["tasks"], responses=errors(*CALLER_ERRORS))
 # The same handlers at the root paths, left out of the OpenAPI document (listed once, above).
 root_router = APIRouter(include_in_schema=False)
 

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from ocr_gateway.api.deps import CallerDep, UploadsDep
-from ocr_gateway.api.openapi import UPLOAD_ERRORS, errors, multipart_body
+from ocr_gateway.api.openapi import JOB_UPLOAD_ERRORS, errors, multipart_body
 from ocr_gateway.api.schemas import UploadAccepted
 from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
 from ocr_gateway.uploads.service import AcceptedUpload, UploadService
 
-router = APIRouter(tags=["uploads"], responses=errors(*UPLOAD_ERRORS))
+router = APIRouter(tags=["uploads"], responses=errors(*JOB_UPLOAD_ERRORS))
 
 TEXT_LAYER_HELP = (
     "`auto`: a PDF page whose own text layer passes the quality check is read from it and"
