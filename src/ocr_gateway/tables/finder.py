@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import cv2
 import numpy as np
 from img2table.document import Image as Img2TableImage
 from img2table.ocr._types import OCRData, OCRInstance
 
 from ocr_gateway.tables.model import Table, from_grid
+
+# The finder runs inside the render and OCR pools, whose processes are the parallelism (one per
+# core); OpenCV's own thread per core inside each would oversubscribe the cores.
+cv2.setNumThreads(1)
 
 # img2table drops words whose confidence (0-99) is under this (its default is 50). The engines
 # already dropped what they could not read, and a cell's 0.45 read at 0.48 is still its text.
