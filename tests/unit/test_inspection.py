@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ocr_gateway.rendering.inspection import (
     DECODE_CHECK_PIXELS,
@@ -66,3 +68,31 @@ def test_whatever_a_library_raises_is_a_refusal(
     inspection = inspect_document(str(source), media_type, generous, OPTIONS)
     assert inspection.problem == "unreadable"
     assert reason in inspection.detail
+
+
+def _photo_jpeg() -> bytes:
+    """A 1600x1200 JPEG with detail in every block, as a camera's would have."""
+    gradient = Image.linear_gradient("L").resize((1600, 1200))
+    photo = Image.merge("RGB", (gradient, gradient.rotate(90, expand=False), gradient))
+    out = io.BytesIO()
+    photo.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kept", [1.0, 0.6, 0.3])
+def test_a_jpeg_checked_at_a_smaller_scale_is_still_read_to_its_end(
+    tmp_path: Path, kept: float
+) -> None:
+    """The check decodes a JPEG at 1/8 scale: a whole file passes with its full size, and a
+    file cut short is refused as a full decode refuses it."""
+    data = _photo_jpeg()
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(data[: int(len(data) * kept)])
+    generous = Limits(max_pages=10, max_page_pixels=25_000_000, max_document_pixels=10**12)
+    inspection = inspect_document(str(source), "image/jpeg", generous, OPTIONS)
+    if kept == 1.0:
+        assert inspection.problem is None
+        assert inspection.largest_page_pixels == 1600 * 1200
+    else:
+        assert inspection.problem == "unreadable"
+        assert "truncated" in inspection.detail
