@@ -1,11 +1,13 @@
 """The async SDK (`clients/python`, `ocr_gateway_client`) against the live gateway over real
 TCP: submit real samples, follow events while a worker's results arrive, wait, fetch and
 download the result, cancel, delete, typed errors, and events that resume after the
-connection drops in the middle of the stream."""
+connection drops in the middle of the stream; tables to XLSX (`convert_tables`,
+`download_file`), the text layer and duplicate uploads, and `/images` thumbnails."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from ocr_gateway_client import (
     AsyncGatewayClient,
+    Download,
     Event,
     InvalidRequest,
     Job,
@@ -24,8 +27,11 @@ from ocr_gateway_client import (
     UnsupportedMediaType,
     WaitTimeout,
 )
+from openpyxl import load_workbook
+from PIL import Image
 
 from ocr_gateway.components import Components
+from tests.integration.test_convert import file_id_of, table
 from tests.support.documents import sample
 from tests.support.http import wait_rendered
 from tests.support.proxy import FaultProxy
@@ -279,3 +285,151 @@ async def test_each_job_carries_its_tenant_and_another_tenant_is_told_it_does_no
         with pytest.raises(JobNotFound):
             await globex.delete(job)
         assert (await acme.get(job)).status != "cancelled"
+
+
+TRIVIAL_PDF = "002-trivial-libre-office-writer.pdf"
+
+
+async def test_convert_tables_then_download_the_workbook_and_a_duplicate_batch_is_that_job(
+    sdk: AsyncGatewayClient,
+    client: httpx.AsyncClient,
+    services: Components,
+    channel: AbstractChannel,
+    tmp_path: Path,
+) -> None:
+    files = (sample(TRIVIAL_PDF), ("smile.png", sample("smile.png").read_bytes()))
+    accepted = await sdk.convert_tables(*files, text_layer="off")
+    assert (accepted.status, accepted.deduplicated) == ("pending", False)
+    assert [(f.index, f.filename, f.total_page_number) for f in accepted.files] == [
+        (0, TRIVIAL_PDF, 1),
+        (1, "smile.png", 1),
+    ]
+    job_id = str(accepted.job_id)
+    await wait_rendered(client, job_id)
+
+    again = await sdk.convert_tables(*files, text_layer="off")
+    assert (again.job_id, again.deduplicated) == (accepted.job_id, True)
+    assert again.files == accepted.files
+    fresh = await sdk.convert_tables(*files, text_layer="off", dedup=False)
+    assert fresh.job_id != accepted.job_id and not fresh.deduplicated
+    await wait_rendered(client, str(fresh.job_id))
+
+    # Not done yet: the workbook is a 409, raised as the SDK's JobConflict.
+    early_id = await file_id_of(services, job_id)
+    with pytest.raises(JobConflict) as early:
+        await sdk.download_file(early_id)
+    assert early.value.status_code == 409 and early.value.body["status"] == "pending"
+    assert (await sdk.get(accepted)).downloads == [], "no download is listed before done"
+
+    grid = table([("Item", 1, 1), ("Amount", 1, 1)], [("Apples", 1, 1), ("0.45", 1, 1)])
+    results = [
+        {**done(job_id, 1, "first line\nsecond line"), "tables": []},
+        {**done(job_id, 2, "Item Amount"), "tables": [grid]},
+    ]
+    for result in results:
+        await send_result(channel, services.settings.results_queue, result)
+    job = await sdk.wait(accepted, timeout=30)
+    assert job.status == "completed"
+    assert [(page.status, page.source) for page in job.pages] == [("done", "ocr")] * 2
+    assert (await sdk.page(accepted, 2)).source == "ocr"
+    [download] = job.downloads
+    assert download == Download(file_id=early_id, kind="xlsx", url=f"/api/v1/download/{early_id}")
+
+    content = await sdk.download_file(download)
+    book = load_workbook(io.BytesIO(content))
+    assert len(book.sheetnames) == 2 and book.sheetnames[1] == "smile p1 t1"
+    assert [row[0].value for row in book.worksheets[0].iter_rows()] == [
+        "first line",
+        "second line",
+    ]
+    assert [[c.value for c in row] for row in book["smile p1 t1"].iter_rows()] == [
+        ["Item", "Amount"],
+        ["Apples", 0.45],
+    ]
+    path = await sdk.download_file(download.file_id, tmp_path / "tables.xlsx")
+    assert path == tmp_path / "tables.xlsx" and path.read_bytes() == content
+    named = await sdk.download_file(str(download.file_id), tmp_path)
+    assert named.parent == tmp_path and named.suffix == ".xlsx"
+    assert named.name == f"{Path(TRIVIAL_PDF).stem}-and-1-more.xlsx"
+    assert named.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["tables.xlsx", named.name])
+
+    await sdk.delete(accepted)
+    with pytest.raises(JobNotFound):
+        await sdk.download_file(download)
+
+
+async def test_a_born_digital_pdf_converts_from_its_text_layer_without_a_worker(
+    sdk: AsyncGatewayClient, tmp_path: Path
+) -> None:
+    accepted = await sdk.convert_tables(sample(FOUR_PAGES))  # text_layer is auto here
+    job = await sdk.wait(accepted, timeout=60)
+    assert job.status == "completed"
+    assert [page.source for page in job.pages] == ["text_layer"] * 4
+    page = await sdk.page(job, 1)
+    assert page.source == "text_layer" and page.text
+    [download] = job.downloads
+    path = await sdk.download_file(download, tmp_path)
+    book = load_workbook(path)
+    assert book.sheetnames, "every page gives at least a sheet of its text lines"
+    assert all(name.startswith("pdflatex-4-pages p") for name in book.sheetnames)
+
+
+async def test_submit_sends_text_layer_and_dedup_and_reports_deduplicated(
+    sdk: AsyncGatewayClient, client: httpx.AsyncClient
+) -> None:
+    [first] = await sdk.submit(sample(FOUR_PAGES), text_layer="off")
+    assert not first.deduplicated
+    [again] = await sdk.submit(sample(FOUR_PAGES), text_layer="off")
+    assert (again.job_id, again.deduplicated) == (first.job_id, True)
+    [fresh] = await sdk.submit(sample(FOUR_PAGES), text_layer="off", dedup=False)
+    assert fresh.job_id != first.job_id and not fresh.deduplicated
+    [auto] = await sdk.submit(sample(FOUR_PAGES), text_layer="auto")
+    assert auto.job_id != first.job_id, "other options are another job"
+    for job in (first, fresh):
+        await _rendered(client, job)
+    finished = await sdk.wait(auto, timeout=60)
+    assert finished.status == "completed"
+    assert {page.source for page in finished.pages} == {"text_layer"}
+    assert (await sdk.get(first)).pages[0].source == "ocr"
+    with pytest.raises(InvalidRequest):
+        await sdk.submit(sample(FOUR_PAGES), text_layer="sometimes")  # type: ignore[arg-type]
+
+
+async def test_an_image_gets_thumbnails_through_the_sdk(sdk: AsyncGatewayClient) -> None:
+    original = sample("image.jpg").read_bytes()
+    accepted = await sdk.upload_image(sample("image.jpg"))
+    assert (accepted.status, accepted.deduplicated) == ("PROCESSING", False)
+    assert accepted.message
+
+    image = await sdk.image(accepted, wait=60)
+    assert image.status == "DONE" and image.finished and image.id == accepted.id
+    assert image.thumbnails is not None
+    assert sorted(image.thumbnails) == ["100x100", "1200x1200", "300x300"]
+    assert (image.width, image.height, image.filename) == (300, 200, "image.jpg")
+
+    with Image.open(io.BytesIO(original)) as photo:
+        for size in ("100x100", "300x300", "1200x1200"):
+            box = int(size.split("x")[0])
+            expected = photo.copy()
+            expected.thumbnail((box, box))
+            data = await sdk.image_thumbnail(image, size)
+            with Image.open(io.BytesIO(data)) as thumb:
+                assert (thumb.format, thumb.size) == ("WEBP", expected.size), size
+    assert await sdk.image_original(image.id) == original
+
+    duplicate = await sdk.upload_image(("again.jpg", original))
+    assert (duplicate.id, duplicate.deduplicated) == (image.id, True)
+    fresh = await sdk.upload_image(("again.jpg", original), dedup=False)
+    assert fresh.id != image.id and not fresh.deduplicated
+    assert (await sdk.image(str(fresh.id), wait=60)).status == "DONE"
+
+    deleted = await sdk.delete_image(image)
+    assert (deleted.deleted, deleted.id) == (True, image.id)
+    with pytest.raises(JobNotFound):
+        await sdk.image(image.id)
+    with pytest.raises(JobNotFound):
+        await sdk.image_thumbnail(image.id)
+    await sdk.delete_image(fresh)
+    with pytest.raises(UnsupportedMediaType):
+        await sdk.upload_image(("notes.txt", b"just some text, not an image"))

@@ -1,7 +1,14 @@
 """Async Python client for ocr-gateway: `AsyncGatewayClient` submits documents, follows
-their jobs' progress and fetches their results (see the package's README)."""
+their jobs' progress and fetches their results, converts tables to XLSX and makes thumbnails
+(see the package's README)."""
 
-from ocr_gateway_client._client import AsyncGatewayClient, FileInput, JobRef
+from ocr_gateway_client._client import (
+    AsyncGatewayClient,
+    DownloadRef,
+    FileInput,
+    ImageRef,
+    JobRef,
+)
 from ocr_gateway_client.errors import (
     BadRequest,
     EventStreamLost,
@@ -20,8 +27,13 @@ from ocr_gateway_client.errors import (
 )
 from ocr_gateway_client.models import (
     Cancelled,
+    ConvertAccepted,
+    ConvertedFile,
     Deleted,
+    Download,
     Event,
+    ImageDeleted,
+    ImageStatus,
     Job,
     JobList,
     JobSummary,
@@ -29,6 +41,8 @@ from ocr_gateway_client.models import (
     PageState,
     ResultFormat,
     TextBox,
+    TextLayer,
+    ThumbnailSize,
 )
 
 __version__ = "0.1.0"
@@ -37,12 +51,19 @@ __all__ = [
     "AsyncGatewayClient",
     "BadRequest",
     "Cancelled",
+    "ConvertAccepted",
+    "ConvertedFile",
     "Deleted",
+    "Download",
+    "DownloadRef",
     "Event",
     "EventStreamLost",
     "FileInput",
     "Forbidden",
     "GatewayError",
+    "ImageDeleted",
+    "ImageRef",
+    "ImageStatus",
     "InvalidRequest",
     "Job",
     "JobConflict",
@@ -57,6 +78,8 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "TextBox",
+    "TextLayer",
+    "ThumbnailSize",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",

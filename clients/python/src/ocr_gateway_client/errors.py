@@ -52,11 +52,13 @@ class Forbidden(GatewayError):
 
 
 class JobNotFound(GatewayError):
-    """404: the job (or its page) does not exist, was deleted, or is another tenant's."""
+    """404: the job (or its page, download or `/images` image) does not exist, was deleted,
+    or is another tenant's."""
 
 
 class JobConflict(GatewayError):
-    """409: not possible in the job's current state, such as a result before the job ended."""
+    """409: not possible in the current state: a job's result or download before the job
+    ended, an image's thumbnail while it is PROCESSING or after it FAILED."""
 
 
 class PayloadTooLarge(GatewayError):

@@ -16,6 +16,11 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled", "job.deleted"})
 
 ResultFormat = Literal["txt", "json", "zip", "pdf"]
+# An option's value as the upload routes read it: `text_layer` is `auto` or `off`.
+TextLayer = Literal["auto", "off"]
+# A thumbnail's box, by the name its URL carries.
+ThumbnailSize = Literal["100x100", "300x300", "1200x1200"]
+IMAGE_FINISHED_STATUSES = frozenset({"DONE", "FAILED"})
 
 
 class _Model(BaseModel):
@@ -25,6 +30,17 @@ class _Model(BaseModel):
 class PageState(_Model):
     page_number: int
     status: str
+    # `text_layer`: read from the PDF's own text at render time; `ocr`: by an OCR worker.
+    source: str = "ocr"
+
+
+class Download(_Model):
+    """A file made from a finished job: `kind` `xlsx` is the workbook of a `/convert/batch`
+    job's tables. Pass it (or its `file_id`) to `download_file()`."""
+
+    file_id: uuid.UUID
+    kind: str
+    url: str
 
 
 class Job(_Model):
@@ -34,6 +50,9 @@ class Job(_Model):
     `total_page_number`); the rest keep their defaults there, which is what they are for a job
     just accepted. `get()` and `wait()` fill every field. `tenant` is the tenant the job
     belongs to (None where the answer does not say: `submit()`'s, or an older gateway's).
+    `deduplicated` (from `submit()`): the tenant had sent the same bytes with the same options
+    before, and this is that job. `downloads`: the files made from the job once it is done
+    (a `/convert/batch` job's workbook), empty before and on an older gateway.
     """
 
     job_id: uuid.UUID
@@ -50,6 +69,8 @@ class Job(_Model):
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     pages: list[PageState] = Field(default_factory=list)
+    downloads: list[Download] = Field(default_factory=list)
+    deduplicated: bool = False
 
     @property
     def finished(self) -> bool:
@@ -90,8 +111,9 @@ class Page(_Model):
     status: str
     text: str | None
     boxes: list[TextBox]
-    source: str
     error: str | None
+    # `text_layer`: read from the PDF's own text at render time; `ocr`: by an OCR worker.
+    source: str = "ocr"
 
 
 class Event(_Model):
@@ -125,3 +147,54 @@ class Deleted(_Model):
     deleted: str
     job_id: uuid.UUID
     page_number: int | None = None
+
+
+class ConvertedFile(_Model):
+    """One file of a `/convert/batch` batch: its place in the request, its name, and how many
+    of the job's pages it made."""
+
+    index: int
+    filename: str
+    total_page_number: int
+
+
+class ConvertAccepted(_Model):
+    """The one job a `/convert/batch` batch makes (its pages are every page of every file, in
+    order). `deduplicated`: the tenant sent the same files with the same options before, and
+    this is that job."""
+
+    job_id: uuid.UUID
+    status: str
+    files: list[ConvertedFile]
+    deduplicated: bool = False
+
+
+class ImageStatus(_Model):
+    """An `/images` upload: `status` is `PROCESSING`, `DONE` or `FAILED` (with `error`).
+
+    `upload_image()` returns the upload's answer (`id`, `status`, `message`, `deduplicated`);
+    `image()` the image's state, with `original_url` and, once DONE, `thumbnails`' URLs by box.
+    Fields an answer does not carry keep their defaults.
+    """
+
+    id: uuid.UUID
+    status: str
+    message: str | None = None
+    deduplicated: bool = False
+    original_url: str | None = None
+    thumbnails: dict[str, str] | None = None
+    error: str | None = None
+    filename: str | None = None
+    media_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """DONE or FAILED: nothing more happens to the image."""
+        return self.status in IMAGE_FINISHED_STATUSES
+
+
+class ImageDeleted(_Model):
+    deleted: bool
+    id: uuid.UUID
