@@ -433,3 +433,43 @@ async def test_an_image_gets_thumbnails_through_the_sdk(sdk: AsyncGatewayClient)
     await sdk.delete_image(fresh)
     with pytest.raises(UnsupportedMediaType):
         await sdk.upload_image(("notes.txt", b"just some text, not an image"))
+
+
+async def test_a_download_into_a_folder_keeps_only_the_last_part_of_the_servers_filename(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "into"
+    folder.mkdir()
+    names = iter(['attachment; filename="../../evil.xlsx"', "attachment", None])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        disposition = next(names)
+        headers = {"content-disposition": disposition} if disposition else {}
+        return httpx.Response(200, content=b"PK workbook", headers=headers)
+
+    file_id = uuid.uuid4()
+    async with AsyncGatewayClient(
+        "http://gateway", transport=httpx.MockTransport(handler)
+    ) as gateway:
+        first = await gateway.download_file(file_id, folder)
+        second = await gateway.download_file(Download(file_id=file_id, kind="xlsx", url=""), folder)
+        third = await gateway.download_file(str(file_id), folder / "named.xlsx")
+    assert first == folder / "evil.xlsx"
+    assert second == folder / f"{file_id}.xlsx"
+    assert third == folder / "named.xlsx"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["into", "evil.xlsx", f"{file_id}.xlsx", "named.xlsx"]
+    )
+
+
+def test_an_older_gateways_job_and_page_still_parse() -> None:
+    job = Job.model_validate(
+        {
+            "job_id": str(uuid.uuid4()),
+            "status": "completed",
+            "filename": "a.pdf",
+            "total_page_number": 1,
+            "pages": [{"page_number": 1, "status": "done"}],
+        }
+    )
+    assert (job.downloads, job.deduplicated, job.pages[0].source) == ([], False, "ocr")
