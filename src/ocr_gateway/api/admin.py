@@ -11,6 +11,7 @@ from ocr_gateway.api.openapi import JobId, PageNumber, errors
 from ocr_gateway.api.schemas import ActionAccepted, Deleted, StartAccepted
 from ocr_gateway.db.models import TENANT_NAME_PATTERN
 from ocr_gateway.dispatch.control import StartScheduled
+from ocr_gateway.dispatch.schemas import DispatchStatus, JobPriority, PriorityChange, RateLimit
 from ocr_gateway.jobs.schemas import JobDetail, JobList, JobSummary, PageDetail
 
 # 401 on every route: the key is checked before anything else when one is set.
@@ -113,6 +114,41 @@ async def stop_publishing(control: DispatchDep) -> ActionAccepted:
     """Stop publishing in every app process; unconfirmed pages return to pending."""
     cleared = await control.stop()
     return ActionAccepted(action="stop", detail=f"{cleared} start request(s) cancelled")
+
+
+@router.get("/dispatch", operation_id="admin_dispatch_state", response_model=DispatchStatus)
+async def dispatch_state(control: DispatchDep) -> DispatchStatus:
+    """Whether an operator's stop is in force, and the publishing rate limit (null: none)."""
+    state = await control.state()
+    return DispatchStatus(stopped=state.stopped, pages_per_second=state.pages_per_second)
+
+
+@router.put(
+    "/dispatch/rate",
+    operation_id="admin_set_dispatch_rate",
+    response_model=DispatchStatus,
+    responses=errors(422),
+)
+async def set_dispatch_rate(control: DispatchDep, body: RateLimit) -> DispatchStatus:
+    """Cap publishing at `pages_per_second` over every dispatcher together (null: no cap);
+    every dispatcher follows within a second."""
+    state = await control.set_rate(body.pages_per_second)
+    return DispatchStatus(stopped=state.stopped, pages_per_second=state.pages_per_second)
+
+
+@router.put(
+    "/jobs/{job_id}/priority",
+    operation_id="admin_set_job_priority",
+    response_model=JobPriority,
+    responses=errors(404, 409, 422),
+)
+async def set_job_priority(
+    control: DispatchDep, job_id: JobId, body: PriorityChange
+) -> JobPriority:
+    """Give a job a priority from 0 to 9 (higher first); its pending pages take it at once,
+    pages already in the broker keep theirs. 409 for a task, whose pages always go first."""
+    changed = await control.set_job_priority(job_id, body.priority)
+    return JobPriority(job_id=job_id, priority=body.priority, pending_pages=changed)
 
 
 @router.delete(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -215,8 +216,9 @@ class Job(Timestamped, Base):
     render_lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # Bytes of this job under files/ (its page PNGs), for the tenant's storage quota.
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # A task (`/image`, `/image-sync`) is published at once and ahead of batch pages; its
-    # images' frame counts, in the order sent, map its pages back to its images.
+    # 0-9, higher first (the upload's `priority` field, `PUT /admin/jobs/{id}/priority`); a
+    # task (`/image`, `/image-sync`) is TASK_PRIORITY, above them all. Its images' frame
+    # counts, in the order sent, map a task's pages back to its images.
     priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     task_frames: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
     # Whether a task's `image_data` was a list (its result is a list of texts) or one string.
@@ -304,6 +306,7 @@ class Page(Timestamped, Base):
         ),
         Index(
             "ix_pages_priority_pending",
+            "priority",
             "id",
             postgresql_where=sql(f"status = {PageStatus.PENDING.sql} AND priority > 0"),
         ),
@@ -475,8 +478,22 @@ class DispatchState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The cap on publishing over every dispatcher together (NULL: none), and its token bucket:
+    # each dispatcher draws pages from `rate_tokens`, refilled by the database clock's time
+    # since `rate_refilled_at` (dispatch/repository.py, `draw_rate_tokens`).
+    pages_per_second: Mapped[float | None] = mapped_column(Float)
+    rate_tokens: Mapped[float] = mapped_column(Float, server_default="0")
+    rate_refilled_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
-    __table_args__ = (CheckConstraint("id = 1", name="ck_dispatch_state_one_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_dispatch_state_one_row"),
+        CheckConstraint(
+            "pages_per_second IS NULL OR pages_per_second > 0",
+            name="ck_dispatch_state_rate_positive",
+        ),
+    )
 
 
 class DispatchRequest(Base):

@@ -22,6 +22,7 @@ from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import PageStatus
 from ocr_gateway.dispatch import repository as repo
 from ocr_gateway.dispatch.dispatcher import Dispatcher
+from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.messaging.amqp import Broker
 
@@ -109,6 +110,36 @@ class DispatchControl:
             self.spawn(self.dispatcher.halt())
         log.info("stop requested, starts cleared=%d", cleared)
         return cleared
+
+    async def state(self) -> repo.DispatchSettingsRow:
+        async with self.sessions() as session:
+            return await repo.read_dispatch_state(session)
+
+    async def set_rate(self, pages_per_second: float | None) -> repo.DispatchSettingsRow:
+        """Cap publishing over every dispatcher (None lifts the cap); NOTIFY wakes each one,
+        so a feeder waiting for tokens under the old rate draws again at once."""
+        async with self.sessions.begin() as session:
+            await repo.set_rate(session, pages_per_second)
+            await repo.notify_dispatchers(session, "rate")
+            state = await repo.read_dispatch_state(session)
+        self._wake_local()
+        log.info("publishing rate set pages_per_second=%s", pages_per_second)
+        return state
+
+    async def set_job_priority(self, job_id: uuid.UUID, priority: int) -> int:
+        """A job's new priority, for the job and its pending pages; a task's cannot change."""
+        async with self.sessions.begin() as session:
+            job = await jobs_repo.lock_job(session, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
+            if job.priority > MAX_JOB_PRIORITY:
+                raise Conflict(f"job {job_id} is a task: its pages always go first")
+            changed = await jobs_repo.set_job_priority(session, job_id, priority)
+            if changed:
+                await repo.notify_dispatchers(session, "priority")
+        self._wake_local()
+        log.info("priority set job_id=%s priority=%d pending_pages=%d", job_id, priority, changed)
+        return changed
 
     async def stop_and_drain(self) -> None:
         """Stop, then wait until no page anywhere is mid-publish (bounded by the lease)."""

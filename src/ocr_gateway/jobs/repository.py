@@ -285,3 +285,27 @@ async def count_pages(session: AsyncSession, job_id: uuid.UUID, status: PageStat
         )
         or 0
     )
+
+
+async def set_job_priority(session: AsyncSession, job_id: uuid.UUID, priority: int) -> int:
+    """Give the job `priority` and its pending pages with it, in one statement; returns the
+    pending pages changed. Pages already claimed or in the broker keep the priority they were
+    published with. The caller checked that the job exists and is no task."""
+    changed = await session.scalar(
+        text(
+            f"""
+            WITH job AS (
+                UPDATE jobs SET priority = :priority, updated_at = now()
+                 WHERE job_id = :job_id
+             RETURNING job_id),
+            pending AS (
+                UPDATE pages SET priority = :priority, updated_at = now()
+                 WHERE job_id = (SELECT job_id FROM job)
+                   AND status = {PageStatus.PENDING.sql}
+             RETURNING 1)
+            SELECT count(*) FROM pending
+            """
+        ),
+        {"job_id": job_id, "priority": priority},
+    )
+    return int(changed or 0)
