@@ -69,6 +69,8 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     engine = build_engine(settings)
     sessions = build_session_factory(engine)
     broker = Broker(settings)
+    # A pages queue without priority refuses the start (docs/worker.md, Priority).
+    await broker.refuse_mismatched_pages_queue()
     render_pool = ProcessPool(
         "render",
         settings.render_workers,

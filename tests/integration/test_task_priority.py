@@ -1,9 +1,10 @@
 """Interactive pages overtake batch backlogs, and still obey flow control.
 
-A task's pages (jobs.priority > 0, copied to its pages) are claimed before batch pages, go out
-while a batch backlog holds the pages queue at its high-water mark (bounded by their own,
-`TASK_HIGH_WATER`), and are published with their AMQP priority into a priority queue, so every
-consumer gets them next. A pages queue declared before priority existed is used as it is.
+A task's pages (jobs.priority = TASK_PRIORITY, copied to its pages) are claimed before the
+jobs' pages, go out while a batch backlog holds the pages queue at its high-water mark
+(bounded by their own, `TASK_HIGH_WATER`), and are published with their AMQP priority into
+a priority queue, so every consumer gets them next. A pages queue declared without that
+priority refuses the start.
 
 Task jobs are made here the way the task API makes them (a job whose priority is
 `TASK_PRIORITY`, its pages recorded by the renderer's query, then a start of that job with a
@@ -34,6 +35,7 @@ from ocr_gateway.dispatch import repository as repo
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.messaging.amqp import (
     PAGES_MAX_PRIORITY,
+    PagesQueueMismatch,
     dead_letter_queue,
     declare_pages_queue,
     queue_arguments,
@@ -248,7 +250,6 @@ async def test_a_task_page_overtakes_a_full_pages_queue_and_is_the_next_message(
         assert dispatcher is not None
         assert settings.queue_high_water == 5000
         await services.broker.ensure_connected()  # declares the pages queue
-        assert services.broker.pages_prioritized
         connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
@@ -372,42 +373,37 @@ async def test_a_busy_worker_takes_a_task_page_next(services: Components) -> Non
 # ---------------------------------------------------------------- an older pages queue
 
 
-async def test_a_pages_queue_without_priority_is_used_as_it_is_with_one_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("arguments", ["none", "max-priority-2"])
+async def test_a_pages_queue_declared_otherwise_refuses_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, arguments: str
 ) -> None:
+    """A pages queue without x-max-priority (an older gateway's), or with issue 14's maximum of
+    2, cannot be redeclared: the gateway refuses to start, with the migration in one message,
+    and the queue and its messages are left as they were."""
     name = f"ocr.pages.test-plain-{uuid.uuid4().hex[:8]}"
     url = make_settings(tmp_path).rabbitmq_url.get_secret_value()
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
         await channel.declare_queue(dead_letter_queue(name), durable=True)
-        await channel.declare_queue(name, durable=True, arguments=queue_arguments(name))
+        old = queue_arguments(name, max_priority=2 if arguments != "none" else None)
+        await channel.declare_queue(name, durable=True, arguments=old)
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=name)
         try:
-            with caplog.at_level(logging.WARNING, logger="ocr_gateway.messaging.amqp"):
-                async with isolated_gateway(tmp_path, pages_queue=name) as gateway:
-                    services = gateway.services
-                    await services.broker.ensure_connected()
-                    assert not services.broker.pages_prioritized
-                    task = await seed_task(gateway)
-                    (batch,) = await seed_pages(gateway, 1, 3)
-                    await services.control.start_all()
-
-                    async def all_queued() -> bool:
-                        return await page_statuses(services, task) == {
-                            "queued": 1
-                        } and await page_statuses(services, batch) == {"queued": 3}
-
-                    await wait_until(all_queued, timeout=20)
-                    messages = [await get_message(channel, name) for _ in range(4)]
-                    # A declare on another channel (a worker's) gets the same answer.
-                    again = await declare_pages_queue(await connection.channel(), name)
-                    assert not again.prioritized
-            warnings = [r for r in caplog.records if "without x-max-priority" in r.getMessage()]
-            assert len(warnings) == 1, [r.getMessage() for r in warnings]
-            assert "rabbitmqctl delete_queue" in warnings[0].getMessage()
-            by_job = {orjson.loads(m.body)["job_id"]: m for m in messages}
-            assert by_job.keys() == {str(task), str(batch)}
-            assert not any(m.priority for m in messages), "published without priority"
+            with (
+                caplog.at_level(logging.ERROR, logger="ocr_gateway.messaging.amqp"),
+                pytest.raises(PagesQueueMismatch) as refused,
+            ):
+                async with isolated_gateway(tmp_path, pages_queue=name):
+                    pytest.fail("the gateway started on a pages queue without priority")
+            message = str(refused.value)
+            assert name in message and "OCR_GATEWAY_PAGES_QUEUE" in message
+            assert f"rabbitmqctl delete_queue {name}" in message
+            assert [r.getMessage() for r in caplog.records if name in r.getMessage()] == [message]
+            # A worker's declaration is refused the same way.
+            with pytest.raises(PagesQueueMismatch):
+                await declare_pages_queue(await connection.channel(), name)
+            assert await queue_depth(await connection.channel(), name) == 1, "left as it was"
         finally:
             for queue in (name, dead_letter_queue(name)):
                 await channel.queue_delete(queue)
@@ -421,6 +417,6 @@ async def test_the_pages_queue_is_declared_with_its_max_priority(
     name = services.settings.pages_queue
     declared = await declare_pages_queue(confirm_channel, name)
     assert declared.prioritized
-    assert queue_arguments(name, max_priority=PAGES_MAX_PRIORITY)["x-max-priority"] == 2
+    assert queue_arguments(name, max_priority=PAGES_MAX_PRIORITY)["x-max-priority"] == 10
     with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
         await confirm_channel.declare_queue(name, durable=True, arguments=queue_arguments(name))

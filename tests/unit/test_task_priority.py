@@ -16,6 +16,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.dispatch.bodies import Outgoing, prepare_batch
 from ocr_gateway.dispatch.flow import ClaimLimits, claim_ahead, claim_limits, claim_size
 from ocr_gateway.dispatch.repository import ClaimedPage
+from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.messaging import amqp
 from ocr_gateway.messaging.amqp import PAGES_MAX_PRIORITY, Broker, queue_arguments
 from ocr_gateway.messaging.contracts import encode_page_message
@@ -55,7 +56,8 @@ def test_the_pages_queue_is_a_small_priority_queue_above_the_tasks_priority() ->
         "x-dead-letter-routing-key": "ocr.pages.dead",
         "x-max-priority": PAGES_MAX_PRIORITY,
     }
-    assert 0 < TASK_PRIORITY <= PAGES_MAX_PRIORITY <= 5  # RabbitMQ: few levels
+    # A task is above every job's priority (0-9), and the queue's maximum is the task's.
+    assert TASK_PRIORITY == PAGES_MAX_PRIORITY == MAX_JOB_PRIORITY + 1 == 10
     assert "x-max-priority" not in queue_arguments("ocr.results")
 
 
@@ -75,15 +77,16 @@ def test_prepared_bodies_keep_their_pages_priority(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("prioritized", "priority", "sent"),
+    ("priority", "sent"),
     [
-        (True, TASK_PRIORITY, TASK_PRIORITY),
-        (True, 0, None),  # batch pages carry no priority property
-        (False, TASK_PRIORITY, None),  # a queue without x-max-priority: none either
+        (TASK_PRIORITY, TASK_PRIORITY),
+        (9, 9),
+        (1, 1),
+        (0, None),  # priority 0 pages carry no priority property (the queue's default)
     ],
 )
-async def test_a_page_is_published_with_its_priority_only_into_a_priority_queue(
-    monkeypatch: pytest.MonkeyPatch, prioritized: bool, priority: int, sent: int | None
+async def test_a_page_is_published_with_its_priority(
+    monkeypatch: pytest.MonkeyPatch, priority: int, sent: int | None
 ) -> None:
     calls: list[dict[str, Any]] = []
 
@@ -97,10 +100,17 @@ async def test_a_page_is_published_with_its_priority_only_into_a_priority_queue(
 
     monkeypatch.setattr(amqp, "publish_confirmed", publish_confirmed)
     broker = Broker(Settings(_env_file=None, pages_queue="ocr.pages", publish_timeout_s=15.0))
-    broker.pages_prioritized = prioritized
 
     await broker.publish_page(b"{}", message_id="j:1", priority=priority)
 
     assert calls == [
         {"routing_key": "ocr.pages", "message_id": "j:1", "timeout": 15.0, "priority": sent}
     ]
+
+
+def test_the_refusal_names_the_migration() -> None:
+    message = amqp.pages_queue_migration("ocr.pages", "PRECONDITION_FAILED")
+    assert "OCR_GATEWAY_PAGES_QUEUE" in message
+    assert "rabbitmqctl delete_queue ocr.pages" in message
+    assert "x-max-priority=10" in message
+    assert "docs/worker.md" in message

@@ -12,6 +12,11 @@ A task's pages (priority > 0) are claimed before batch pages and published with 
 priority. They are not held back by the queue's high-water mark, which a batch backlog may
 keep reached for hours, but by their own (`TASK_HIGH_WATER` task pages in flight): a feeder
 paused on a full queue still claims them as soon as their start's NOTIFY wakes it.
+
+With a rate limit set (`PUT /admin/dispatch/rate`), each claim first draws its pages from the
+token bucket in `dispatch_state` that every dispatcher shares (`draw_rate_tokens`): a claim is
+never larger than the pages drawn, and with none to draw the feeder waits until the next one is
+due, or until a NOTIFY of a new rate wakes it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ocr_gateway.dispatch.bodies import (
     release_bodies,
 )
 from ocr_gateway.dispatch.flow import (
+    RATE_BURST_S,
     ClaimLimits,
     backoff_after_failure,
     claim_ahead,
@@ -76,6 +82,8 @@ class Dispatcher:
         self._sent = asyncio.Event()
         self._recorder = OutcomeRecorder(sessions, self._held)
         self._backoff = 0.0
+        # With a rate limit and an empty bucket: how long until the next page may be drawn.
+        self._rate_wait = 0.0
         self._stop_requested = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader")
         self.published = 0
@@ -232,6 +240,11 @@ class Dispatcher:
             )
             self._claiming = asyncio.ensure_future(self._claim(limits))
             claimed = await asyncio.shield(self._claiming)
+            if self._rate_wait:
+                # The rate limit's bucket is empty: wait for the next page to be due, or a
+                # new rate's NOTIFY (which clears the wait's reason by a fresh draw).
+                await self._pause_feed(self._rate_wait)
+                continue
             if not claimed and limits.batch <= 0:
                 # At the high-water mark: wait for workers to take pages, or a task's start.
                 await self._pause_feed()
@@ -288,7 +301,16 @@ class Dispatcher:
     async def _claim(self, limits: ClaimLimits) -> list[repo.ClaimedPage]:
         """Claim pages and hold them in one step that a stop cannot split: a claim committed
         but not recorded in `_held` would strand its pages until their lease expired."""
+        self._rate_wait = 0.0
         async with self.sessions.begin() as session:
+            # Drawn in the claim's transaction: the bucket's row stays locked until the claim
+            # commits, and the pages drawn but not claimed go back before anyone draws again.
+            draw = await repo.draw_rate_tokens(session, want=limits.total, burst_s=RATE_BURST_S)
+            if draw.limited:
+                if not draw.granted:
+                    self._rate_wait = draw.wait_s
+                    return []
+                limits = ClaimLimits(draw.granted, min(limits.batch, draw.granted))
             claimed = await repo.claim_pages(
                 session,
                 limit=limits.total,
@@ -296,6 +318,8 @@ class Dispatcher:
                 lease_s=self.settings.dispatch_lease_s,
                 task_high_water=self.settings.task_high_water,
             )
+            if draw.limited and len(claimed) < draw.granted:
+                await repo.return_rate_tokens(session, draw.granted - len(claimed))
         self._held.update(page.id for page in claimed)
         self._unsent += len(claimed)
         return claimed
@@ -334,10 +358,14 @@ class Dispatcher:
             async with asyncio.timeout(self.settings.dispatch_poll_s):
                 await self._wake.wait()
 
-    async def _pause_feed(self) -> None:
-        """The feeder's pause: until a wake-up since its last claim, or the poll interval."""
+    async def _pause_feed(self, seconds: float | None = None) -> None:
+        """The feeder's pause: until a wake-up since its last claim, or the poll interval (or
+        `seconds`, if shorter)."""
+        wait = self.settings.dispatch_poll_s
+        if seconds is not None:
+            wait = min(wait, seconds)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.dispatch_poll_s):
+            async with asyncio.timeout(wait):
                 await self._feed_wake.wait()
 
     async def _publish_loop(

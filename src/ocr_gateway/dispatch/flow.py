@@ -11,6 +11,10 @@ from dataclasses import dataclass
 # FIRST_BACKOFF_S, doubling while the failures go on, up to MAX_BACKOFF_S.
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+# Under a rate limit, the shared bucket holds at most this many seconds' worth of pages (at
+# least one): a dispatcher that was away cannot send a burst later, and each draw is small,
+# so that several dispatchers take turns.
+RATE_BURST_S = 0.1
 
 
 def room_in_queue(high_water: int, depth: int, held: int) -> int:

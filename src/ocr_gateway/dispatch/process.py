@@ -21,7 +21,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.core.tasks import cancel_all, supervise
 from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.dispatch.dispatcher import Dispatcher
-from ocr_gateway.messaging.amqp import Broker
+from ocr_gateway.messaging.amqp import Broker, PagesQueueMismatch
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,22 @@ def run_dispatcher(settings: Settings) -> int:
     configure_logging(settings.logs_dir, settings.log_level)
     # Publishing saturates the CPU it is given; admin calls and uploads are served first.
     lower_priority(settings.dispatch_niceness)
-    asyncio.run(_serve(settings))
-    return 0
+    return asyncio.run(_serve(settings))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     engine = build_engine(settings, pool_size=DISPATCH_DB_POOL)
     broker = Broker(settings)
+    try:
+        await broker.refuse_mismatched_pages_queue()
+    except PagesQueueMismatch:
+        # The broker logged the migration; a dispatcher must not publish into this queue.
+        await engine.dispose()
+        return 2
     dispatcher = Dispatcher(settings, build_session_factory(engine), broker)
     tasks = [
         asyncio.create_task(supervise("dispatcher", dispatcher.run)),
@@ -65,3 +70,4 @@ async def _serve(settings: Settings) -> None:
         await broker.close()
         await engine.dispose()
         log.info("dispatcher stopped")
+    return 0

@@ -24,9 +24,12 @@ from ocr_gateway.db.models import (
     PageStatus,
     sql_status,
 )
+from ocr_gateway.dispatch.flow import RATE_BURST_S
+from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
+from ocr_gateway.tasks import TASK_PRIORITY
 
 NOTIFY_CHANNEL = "ocr_gateway_dispatch"
 
@@ -148,7 +151,7 @@ class ClaimedPage:
     page_number: int
     path: str
     tenant: str = DEFAULT_TENANT
-    # A task's pages carry its priority (> 0): claimed first, published with it.
+    # The job's priority (0-9), or a task's (`TASK_PRIORITY`): its AMQP priority.
     priority: int = 0
     # The page's job searches its pages for tables: the message asks the worker for them.
     tables: bool = False
@@ -185,12 +188,13 @@ async def claim_pages(
     task_high_water: int | None = None,
 ) -> list[ClaimedPage]:
     """Move up to `limit` requested pending pages to `publishing` under a lease (SKIP LOCKED)
-    and return them in publishing order: tasks' pages first, then batch pages.
+    and return them in publishing order: tasks' pages first, then the jobs' pages by priority
+    (9 first), each priority's shared fairly between the tenants, oldest first.
 
-    Task pages (priority > 0) come from `ix_pages_priority_pending`, oldest first, while fewer
-    than `task_high_water` of them are in flight (publishing or queued, over all dispatchers);
-    the rest of the claim, at most `batch_limit` pages (the room under the queue's high-water
-    mark), is the fair claim of batch pages (`claim_fair_pages`).
+    Task pages (`TASK_PRIORITY`) come from `ix_pages_priority_pending`, oldest first, while
+    fewer than `task_high_water` of them are in flight (publishing or queued, over all
+    dispatchers); the rest of the claim, at most `batch_limit` pages (the room under the
+    queue's high-water mark), is the fair claim of each priority in turn (`claim_fair_pages`).
     """
     tasks = await claim_task_pages(
         session, limit=limit, lease_s=lease_s, high_water=task_high_water
@@ -198,9 +202,32 @@ async def claim_pages(
     room = limit - len(tasks)
     if batch_limit is not None:
         room = min(room, batch_limit)
-    if room <= 0:
-        return tasks
-    return tasks + await claim_fair_pages(session, limit=room, lease_s=lease_s)
+    claimed = tasks
+    below = MAX_JOB_PRIORITY + 1
+    while room > 0:
+        level = await highest_waiting_priority(session, below=below)
+        pages = await claim_fair_pages(session, limit=room, lease_s=lease_s, priority=level)
+        claimed += pages
+        room -= len(pages)
+        if level == 0:
+            break
+        below = level
+    return claimed
+
+
+async def highest_waiting_priority(session: AsyncSession, *, below: int) -> int:
+    """The highest priority under `below` that some pending page of a job has, else 0: a
+    backward read of `ix_pages_priority_pending`, which holds only pages above priority 0."""
+    level = await session.scalar(
+        text(
+            f"""
+            SELECT max(priority) FROM pages
+             WHERE status = {PageStatus.PENDING.sql} AND priority > 0 AND priority < :below
+            """
+        ),
+        {"below": below},
+    )
+    return int(level or 0)
 
 
 _CLAIM_UPDATE = f"""
@@ -225,11 +252,11 @@ def _claimed(row: Any) -> ClaimedPage:
 # mark bounds. Read through the open jobs (`ix_jobs_tenant_open`), never all queued pages.
 _TASK_PAGES_IN_FLIGHT = f"""
     SELECT count(*) FROM pages q
-     WHERE q.priority > 0
+     WHERE q.priority = {TASK_PRIORITY}
        AND q.status IN ({sql_status(PageStatus.PUBLISHING, PageStatus.QUEUED)})
        AND q.job_id IN (SELECT j.job_id FROM jobs j
                          WHERE j.status IN ({sql_status(JobStatus.PENDING, JobStatus.QUEUED)})
-                           AND j.priority > 0)"""
+                           AND j.priority = {TASK_PRIORITY})"""
 
 
 async def count_task_pages_in_flight(session: AsyncSession) -> int:
@@ -239,7 +266,7 @@ async def count_task_pages_in_flight(session: AsyncSession) -> int:
 async def claim_task_pages(
     session: AsyncSession, *, limit: int, lease_s: float, high_water: int | None = None
 ) -> list[ClaimedPage]:
-    """Claim requested pending task pages (priority > 0), oldest first, within `high_water`
+    """Claim requested pending task pages (`TASK_PRIORITY`), oldest first, within `high_water`
     task pages in flight. The bound is checked before the claim, so two dispatchers claiming
     at the same instant may pass it by one claim each."""
     if limit <= 0:
@@ -248,7 +275,8 @@ async def claim_task_pages(
         text(
             f"""
             SELECT EXISTS (SELECT 1 FROM pages
-                            WHERE status = {PageStatus.PENDING.sql} AND priority > 0)
+                            WHERE status = {PageStatus.PENDING.sql}
+                              AND priority = {TASK_PRIORITY})
             """
         )
     )
@@ -264,8 +292,9 @@ async def claim_task_pages(
                 f"""
                 WITH chosen AS (
                     SELECT pp.id FROM pages pp
-                     WHERE pp.priority > 0 AND {_CLAIMABLE}
-                     ORDER BY pp.id
+                     WHERE pp.priority = {TASK_PRIORITY} AND pp.status = {PageStatus.PENDING.sql}
+                       AND {_CLAIMABLE}
+                     ORDER BY pp.priority, pp.id
                      LIMIT :limit
                        FOR UPDATE OF pp SKIP LOCKED
                 )
@@ -282,11 +311,11 @@ async def claim_task_pages(
 
 
 async def claim_fair_pages(
-    session: AsyncSession, *, limit: int, lease_s: float
+    session: AsyncSession, *, limit: int, lease_s: float, priority: int = 0
 ) -> list[ClaimedPage]:
-    """Claim up to `limit` requested pending batch pages (priority 0: a task's pages wait for
-    `claim_task_pages`, within the tasks' high-water mark), shared fairly between the tenants
-    that have some, in publishing order.
+    """Claim up to `limit` requested pending pages of jobs of `priority` (a task's pages wait
+    for `claim_task_pages`, within the tasks' high-water mark), shared fairly between the
+    tenants that have some, in publishing order.
 
     Each tenant with a claimable page gets a share of the claim in proportion to its weight,
     its oldest pages first, read from `ix_pages_tenant_pending` (a LATERAL per tenant). The
@@ -304,7 +333,7 @@ async def claim_fair_pages(
                       FROM tenants t
                      CROSS JOIN LATERAL (
                            SELECT 1 FROM pages pp
-                            WHERE {_of_tenant("t.name")} AND pp.priority = 0
+                            WHERE {_of_tenant("t.name")} AND pp.priority = :priority
                               AND {_CLAIMABLE}
                             ORDER BY pp.tenant, pp.id
                             LIMIT 1) first_page
@@ -315,7 +344,7 @@ async def claim_fair_pages(
                       FROM waiting w
                      CROSS JOIN LATERAL (
                            SELECT pp.id FROM pages pp
-                            WHERE {_of_tenant("w.name")} AND pp.priority = 0
+                            WHERE {_of_tenant("w.name")} AND pp.priority = :priority
                               AND {_CLAIMABLE}
                             ORDER BY pp.tenant, pp.id
                             LIMIT ceil(:limit * w.weight::numeric
@@ -338,7 +367,7 @@ async def claim_fair_pages(
                   FROM claimed ORDER BY turn, id
                 """
             ),
-            {"lease": lease_s, "limit": limit},
+            {"lease": lease_s, "limit": limit, "priority": priority},
         )
     ).all()
     return [_claimed(row) for row in rows]
@@ -480,4 +509,110 @@ async def notify_dispatchers(session: AsyncSession, payload: str) -> None:
     await session.execute(
         text("SELECT pg_notify(:channel, :payload)"),
         {"channel": NOTIFY_CHANNEL, "payload": payload},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettingsRow:
+    stopped: bool
+    pages_per_second: float | None
+
+
+async def read_dispatch_state(session: AsyncSession) -> DispatchSettingsRow:
+    row = (
+        await session.execute(
+            select(DispatchState.stopped, DispatchState.pages_per_second).where(
+                DispatchState.id == 1
+            )
+        )
+    ).one()
+    return DispatchSettingsRow(bool(row.stopped), row.pages_per_second)
+
+
+async def set_rate(session: AsyncSession, pages_per_second: float | None) -> None:
+    """Set (or lift, with None) the cap on publishing; the bucket starts empty from now, so a
+    lowered rate is never exceeded by tokens saved up under the old one."""
+    await session.execute(
+        update(DispatchState)
+        .where(DispatchState.id == 1)
+        .values(
+            pages_per_second=pages_per_second,
+            rate_tokens=0.0,
+            rate_refilled_at=func.clock_timestamp(),
+            updated_at=func.now(),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateDraw:
+    """What a draw from the shared token bucket gave: `granted` pages may be published; with
+    none granted, `wait_s` until the next whole page is in the bucket. `limited` is False
+    when no rate is set (then `granted` is all that was asked)."""
+
+    granted: int
+    wait_s: float
+    limited: bool
+
+
+async def draw_rate_tokens(
+    session: AsyncSession, *, want: int, burst_s: float = RATE_BURST_S
+) -> RateDraw:
+    """Take up to `want` whole pages from the bucket that every dispatcher shares.
+
+    One UPDATE under the row's lock: the bucket is refilled by `pages_per_second` times the
+    time since its last refill, on the database's clock (`clock_timestamp()`, taken after the
+    lock, so dispatchers on other machines and waits for the lock count right), capped at
+    `burst_s` seconds' worth (at least one page), and then drawn from. Without a rate no row
+    changes and everything asked is granted.
+    """
+    row = (
+        await session.execute(
+            text(
+                """
+                WITH bucket AS (
+                    SELECT pages_per_second AS rate, clock_timestamp() AS at,
+                           LEAST(GREATEST(1.0, pages_per_second * :burst_s),
+                                 rate_tokens + pages_per_second * GREATEST(0.0, extract(
+                                     epoch FROM clock_timestamp() - rate_refilled_at)))
+                               AS available
+                      FROM dispatch_state
+                     WHERE id = 1 AND pages_per_second IS NOT NULL
+                       FOR UPDATE),
+                drawn AS (
+                    SELECT rate, at, available,
+                           LEAST(:want, floor(available))::int AS granted
+                      FROM bucket)
+                UPDATE dispatch_state d
+                   SET rate_tokens = drawn.available - drawn.granted,
+                       rate_refilled_at = drawn.at
+                  FROM drawn
+                 WHERE d.id = 1
+             RETURNING drawn.granted, drawn.available, drawn.rate
+                """
+            ),
+            {"want": want, "burst_s": burst_s},
+        )
+    ).one_or_none()
+    if row is None:
+        return RateDraw(granted=want, wait_s=0.0, limited=False)
+    # With none granted, wait until a whole page is due (at least a millisecond).
+    granted = int(row.granted)
+    left = float(row.available) - granted
+    wait_s = 0.0 if granted else max(0.001, (1.0 - left) / float(row.rate))
+    return RateDraw(granted=granted, wait_s=wait_s, limited=True)
+
+
+async def return_rate_tokens(session: AsyncSession, pages: int) -> None:
+    """Give back to the bucket pages drawn but not claimed (fewer were waiting)."""
+    await session.execute(
+        text(
+            """
+            UPDATE dispatch_state
+               SET rate_tokens = LEAST(rate_tokens + :pages,
+                                       GREATEST(1.0, pages_per_second * :burst_s))
+             WHERE id = 1 AND pages_per_second IS NOT NULL
+            """
+        ),
+        {"pages": pages, "burst_s": RATE_BURST_S},
     )

@@ -41,6 +41,7 @@ async def create_job(
     callback_events: CallbackEvents = CallbackEvents.JOB,
     dedup_key: bytes | None = None,
     text_layer: TextLayer = TextLayer.OFF,
+    priority: int = 0,
 ) -> bool:
     """Insert a pending job whose rendering this process owns for `render_lease_s`.
 
@@ -64,6 +65,7 @@ async def create_job(
             render_lease_until=func.now() + dt.timedelta(seconds=render_lease_s),
             dedup_key=dedup_key,
             text_layer=text_layer,
+            priority=priority,
         )
         .on_conflict_do_nothing(
             index_elements=["tenant", "dedup_key"], index_where=text(DEDUP_LIVE_WHERE)

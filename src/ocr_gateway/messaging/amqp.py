@@ -3,11 +3,12 @@
 Queue arguments are part of the contract with the workers (they declare the same queues), so
 they live in `queue_arguments` and nowhere else: a mismatch makes RabbitMQ refuse the declare.
 
-The pages queue is a priority queue (`x-max-priority`, `PAGES_MAX_PRIORITY`): a task's pages are
-published with a higher AMQP priority and every consumer of the queue gets them before batch
-pages (docs/worker.md, "Priority"). A pages queue declared before that, without the argument,
-cannot be changed in place: `declare_pages_queue` then warns once, with the migration, and
-uses the queue as it is, without priority.
+The pages queue is a priority queue (`x-max-priority`, `PAGES_MAX_PRIORITY`): a page is
+published with its job's priority (0-9, a task's 10) and every consumer of the queue gets the
+higher ones first (docs/worker.md, "Priority"). A pages queue declared otherwise (without the
+argument, or with another maximum) cannot be changed in place: `declare_pages_queue` then
+refuses with `PagesQueueMismatch`, whose message says how to migrate, and the process does not
+start, rather than publish priorities that the queue would ignore.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractQueue,
-    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import ChannelPreconditionFailed
@@ -36,10 +36,14 @@ T = TypeVar("T")
 
 DEAD_LETTER_SUFFIX = ".dead"
 CONNECT_TIMEOUT_S = 10.0
-# The pages queue's `x-max-priority`. Batch pages go out at 0 and a task's at 1
-# (`tasks.TASK_PRIORITY`); 2 is spare, so that one more class of pages can be added without
-# migrating every deployment's queue. RabbitMQ keeps a sub-queue per level, so few levels.
-PAGES_MAX_PRIORITY = 2
+# The pages queue's `x-max-priority`: a job's priority 0-9 and a task's 10
+# (`tasks.TASK_PRIORITY`). RabbitMQ keeps a sub-queue per level; 11 levels cost little.
+PAGES_MAX_PRIORITY = 10
+
+
+class PagesQueueMismatch(RuntimeError):
+    """The pages queue exists with other arguments than `queue_arguments` gives it (an older
+    gateway's, without `x-max-priority`): it cannot be redeclared, and is not used as it is."""
 
 
 class PublishFailed(Exception):
@@ -72,67 +76,37 @@ async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
 @dataclass(frozen=True, slots=True)
 class PagesQueue:
     queue: AbstractQueue
-    # False when the queue existed without `x-max-priority`: its messages keep their order.
-    prioritized: bool
+    # Always True: a queue without priority is refused (`PagesQueueMismatch`).
+    prioritized: bool = True
 
 
-_warned_unprioritized: set[str] = set()
+def pages_queue_migration(name: str, reason: object) -> str:
+    """The refusal's message: what is wrong, and the migration (docs/worker.md, Priority)."""
+    return (
+        f"pages queue {name} exists with other arguments than x-max-priority={PAGES_MAX_PRIORITY}"
+        f" ({reason}); RabbitMQ cannot change a queue's arguments. Migrate: set"
+        f" OCR_GATEWAY_PAGES_QUEUE to a new name (e.g. {name}.p{PAGES_MAX_PRIORITY}) on the"
+        " gateway, the dispatchers and the workers, restart them (they declare the new queue with"
+        f" priority), keep one old worker on {name} until it is empty, then"
+        f" `rabbitmqctl delete_queue {name}` (docs/worker.md, Priority)"
+    )
 
 
 async def declare_pages_queue(channel: AbstractChannel, name: str) -> PagesQueue:
     """Declare the pages queue (durable, dead-lettered, `x-max-priority`) and its dead-letter
-    queue; the gateway and every worker declare it so.
+    queue; the gateway, every dispatcher and every worker declare it so.
 
-    A queue that exists without `x-max-priority` (declared by an older gateway or worker) makes
-    RabbitMQ refuse the declare with 406 PRECONDITION_FAILED, which closes the channel. Then
-    this warns once per process, saying how to migrate, waits for the channel to be open again,
-    and takes the queue as it is (a passive declare): pages are published and consumed as
-    before, without priority, instead of a process that cannot start.
+    A queue that exists with other arguments (declared by an older gateway or worker, without
+    `x-max-priority`) makes RabbitMQ refuse the declare with 406 PRECONDITION_FAILED, which
+    closes the channel: this raises `PagesQueueMismatch`, with the migration in its message.
     """
     await channel.declare_queue(dead_letter_queue(name), durable=True)
     arguments = queue_arguments(name, max_priority=PAGES_MAX_PRIORITY)
     try:
         queue = await channel.declare_queue(name, durable=True, arguments=arguments)
-        return PagesQueue(queue, prioritized=True)
     except ChannelPreconditionFailed as exc:
-        if name not in _warned_unprioritized:
-            _warned_unprioritized.add(name)
-            log.warning(
-                "pages queue %s exists without x-max-priority=%d (%s): task pages are published"
-                " without priority and wait behind batch pages. To migrate: DELETE"
-                " /api/v1/admin/delete/queue (stops publishing, purges the queue, its pages go"
-                " back to pending), stop the workers, `rabbitmqctl delete_queue %s`, restart"
-                " the gateway and the workers (they declare it with priority), then start"
-                " publishing again (docs/worker.md, Priority)",
-                name,
-                PAGES_MAX_PRIORITY,
-                exc,
-                name,
-            )
-    await _open_again(channel)
-    queue = await channel.declare_queue(name, passive=True)
-    return PagesQueue(queue, prioritized=False)
-
-
-async def _open_again(channel: AbstractChannel) -> None:
-    """After the broker closed a channel over a refused declare: a robust channel reopens by
-    itself (reopening it here too would race that), a plain one is reopened here."""
-    if not isinstance(channel, AbstractRobustChannel):
-        if channel.is_closed:
-            await channel.reopen()
-        return
-    reopened = asyncio.Event()
-
-    def on_reopen(_: AbstractRobustChannel | None, /) -> None:
-        reopened.set()
-
-    channel.reopen_callbacks.add(on_reopen)
-    try:
-        if channel.is_closed:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await reopened.wait()
-    finally:
-        channel.reopen_callbacks.discard(on_reopen)
+        raise PagesQueueMismatch(pages_queue_migration(name, exc)) from exc
+    return PagesQueue(queue)
 
 
 async def reopen_if_closed(channel: AbstractChannel, lock: asyncio.Lock) -> AbstractChannel:
@@ -205,13 +179,17 @@ class Broker:
         self._publish_channel: AbstractChannel | None = None
         self._query_channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
-        # Whether the pages queue is a priority queue (False: it predates priority).
-        self.pages_prioritized = False
+        # Set once the pages queue was refused: every later call raises it again at once.
+        self._refused: PagesQueueMismatch | None = None
 
     async def ensure_connected(self) -> AbstractRobustConnection:
         if self._connection is not None:
             return self._connection
+        if self._refused is not None:
+            raise self._refused
         async with self._lock:
+            if self._refused is not None:
+                raise self._refused
             if self._connection is None:
                 connection = await aio_pika.connect_robust(
                     self.settings.rabbitmq_url.get_secret_value(),
@@ -223,20 +201,24 @@ class Broker:
                         publisher_confirms=True, on_return_raises=True
                     )
                     query = await connection.channel()
-                    pages = await declare_pages_queue(query, self.settings.pages_queue)
+                    await declare_pages_queue(query, self.settings.pages_queue)
                     await declare_queue(query, self.settings.results_queue)
+                except PagesQueueMismatch as refused:
+                    self._refused = refused
+                    log.error("%s", refused)
+                    await connection.close()
+                    raise
                 except BaseException:
                     await connection.close()
                     raise
                 self._connection = connection
                 self._publish_channel = publish
                 self._query_channel = query
-                self.pages_prioritized = pages.prioritized
                 log.info(
-                    "broker connected queues=%s,%s pages_priority=%s",
+                    "broker connected queues=%s,%s pages_max_priority=%d",
                     self.settings.pages_queue,
                     self.settings.results_queue,
-                    pages.prioritized,
+                    PAGES_MAX_PRIORITY,
                 )
             return self._connection
 
@@ -265,19 +247,30 @@ class Broker:
 
     async def publish_page(self, body: bytes, *, message_id: str, priority: int = 0) -> None:
         """Publish to the pages queue and wait for the broker's confirm; a page with a priority
-        (a task's) carries it as its AMQP priority, unless the queue has none."""
+        (its job's 1-9, a task's 10) carries it as its AMQP priority, a page of priority 0 none
+        (the queue's default)."""
         await publish_confirmed(
             self._publishing_channel,
             self.settings.pages_queue,
             body,
             message_id=message_id,
             timeout=self.settings.publish_timeout_s,
-            priority=priority if priority and self.pages_prioritized else None,
+            priority=priority or None,
         )
 
     async def pages_depth(self) -> int:
         """Ready messages in the pages queue (not those held unacked by workers)."""
         return await self._query(lambda channel: queue_depth(channel, self.settings.pages_queue))
+
+    async def queue_counts(self, name: str) -> tuple[int, int]:
+        """A queue's ready messages and consumers, by a passive declare (the monitoring page)."""
+
+        async def counts(channel: AbstractChannel) -> tuple[int, int]:
+            underlay = await channel.get_underlay_channel()
+            declared = await underlay.queue_declare(name, passive=True)
+            return int(declared.message_count or 0), int(declared.consumer_count or 0)
+
+        return await self._query(counts)
 
     async def purge_pages(self) -> int:
         async def purge(channel: AbstractChannel) -> int:
@@ -286,6 +279,17 @@ class Broker:
             return int(result.message_count or 0)
 
         return await self._query(purge)
+
+    async def refuse_mismatched_pages_queue(self) -> None:
+        """At start-up: raise `PagesQueueMismatch` if the pages queue cannot be declared with
+        priority. A broker that does not answer is no refusal (health reports it, and the
+        connection is tried again at first use)."""
+        try:
+            await asyncio.wait_for(self.ensure_connected(), CONNECT_TIMEOUT_S)
+        except PagesQueueMismatch:
+            raise
+        except Exception as exc:
+            log.warning("broker not reachable at start-up: %r", exc)
 
     async def check(self) -> tuple[bool, str]:
         try:

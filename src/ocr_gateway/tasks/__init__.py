@@ -6,6 +6,7 @@ task as the job it is. A task's status, result and progress are read from the jo
 and its events (`EventHub`), so any API process answers for it.
 """
 
-# `jobs.priority` (copied to its pages) of a task; batch jobs are 0. Publishing reads it to
-# claim and queue a task's pages first.
-TASK_PRIORITY = 1
+# `jobs.priority` (copied to its pages) of a task, above every job's own priority (0-9):
+# publishing claims a task's pages first and sends them with this AMQP priority, the pages
+# queue's `x-max-priority`.
+TASK_PRIORITY = 10

@@ -3,6 +3,9 @@
 - `text_layer=auto|off` (PDFs; default `OCR_GATEWAY_TEXT_LAYER`): with `auto`, a page whose own
   text layer passes the quality check is read from it at render time and never OCR'd.
 - `dedup=true|false` (default true): `false` always makes a new job (uploads/dedup.py).
+- `priority=0..9` (default 0, higher first): the job's publishing priority. It is no part of
+  the dedup key (it does not change the outcome): a duplicate answers the first job, with the
+  first job's priority (`PUT /admin/jobs/{job_id}/priority` changes it).
 
 A form field wins over a query parameter of the same name. An unreadable value is a 422.
 """
@@ -15,11 +18,13 @@ from dataclasses import dataclass
 from ocr_gateway.core.errors import InvalidField
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.models import TextLayer
+from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.uploads.dedup import DEDUP_FIELD, parse_dedup
 from ocr_gateway.uploads.media import MediaType
 
 TEXT_LAYER_FIELD = "text_layer"
-OPTION_FIELDS = frozenset({TEXT_LAYER_FIELD, DEDUP_FIELD})
+PRIORITY_FIELD = "priority"
+OPTION_FIELDS = frozenset({TEXT_LAYER_FIELD, DEDUP_FIELD, PRIORITY_FIELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class UploadOptions:
 
     text_layer: TextLayer = TextLayer.OFF
     dedup: bool = True
+    priority: int = 0
 
     def key_options(self, media_type: MediaType) -> dict[str, str]:
         """The options that change the outcome of a file of `media_type`, for its dedup key:
@@ -59,4 +65,19 @@ def read_options(
         except ValueError:
             wanted = " or ".join(f"'{t}'" for t in TextLayer)
             raise InvalidField(f"text_layer must be {wanted}, not {raw_layer[:40]!r}") from None
-    return UploadOptions(text_layer=text_layer, dedup=parse_dedup(value(DEDUP_FIELD)))
+    return UploadOptions(
+        text_layer=text_layer,
+        dedup=parse_dedup(value(DEDUP_FIELD)),
+        priority=parse_priority(value(PRIORITY_FIELD)),
+    )
+
+
+def parse_priority(raw: str | None) -> int:
+    """A job's priority: an integer from 0 to MAX_JOB_PRIORITY written in digits (0 if absent
+    or empty), else a 422."""
+    if raw is None or raw.strip() == "":
+        return 0
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_JOB_PRIORITY:
+        raise InvalidField(f"priority must be 0 to {MAX_JOB_PRIORITY}, not {raw[:40]!r}")
+    return int(text)

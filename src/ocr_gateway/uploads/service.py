@@ -391,6 +391,7 @@ class UploadService:
                 callback_events=owner.callback_events,
                 dedup_key=key,
                 text_layer=options.text_layer_for(upload.media_type),
+                priority=options.priority,
             )
             if inserted:
                 return RecordedJob(
