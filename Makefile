@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
+.PHONY: install install-browser migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
 
 # OpenCV comes in several wheels that all install the same `cv2` and overwrite each other;
 # rapidocr-onnxruntime asks for opencv-python, img2table for opencv-contrib-python. The one
@@ -37,7 +37,18 @@ migrate: install
 run: migrate
 	$(BIN)/ocr-gateway run
 
-test: install
+# The monitoring page's browser test drives Debian's chromium (Playwright cannot download its
+# own browsers here): installed when missing and apt-get is usable as root; else the test skips.
+install-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium missing (apt-get install chromium, as root): the browser test will skip"; \
+	  fi; \
+	fi
+
+test: install install-browser
 	$(BIN)/pytest
 
 # The unit tests need no services and none of the fuzzing plugins, which take seconds to import.

@@ -22,6 +22,8 @@ from ocr_gateway.launcher.children import (
 )
 from ocr_gateway.launcher.supervisor import Supervisor
 
+log = logging.getLogger(__name__)
+
 # `serve` lets open connections finish for 20 s (cli.py); each process gets this much more
 # beyond its own graceful stop before it is killed.
 API_SHUTDOWN_S = 20.0
@@ -51,6 +53,9 @@ def run_gateway(settings: Settings, *, host: str, port: int, workers: int) -> in
         grace=settings.ocr_stop_grace_s + KILL_AFTER_S,
         stop=stop_children,
     )
+    # Where the operator looks first (README, "Monitoring page").
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    log.info("monitoring page: http://%s:%d/admin/ui  (API docs: /docs)", shown, port)
     return supervisor.run()
 
 
