@@ -22,6 +22,7 @@ from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.messaging.amqp import Broker
+from ocr_gateway.metrics.collectors import StateGauges
 from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
@@ -58,6 +59,8 @@ class Components:
     convert: ConvertService
     thumbnails: ThumbnailService
     dispatcher: Dispatcher | None
+    # The /metrics gauges read from PostgreSQL and RabbitMQ (at most every few seconds).
+    metrics: StateGauges
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -106,6 +109,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         convert=ConvertService(settings, sessions, storage, uploads, render_pool),
         thumbnails=thumbnails,
         dispatcher=dispatcher,
+        metrics=StateGauges(settings, sessions, broker),
     )
     components.background = _start_background(components)
     try:

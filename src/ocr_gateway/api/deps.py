@@ -17,6 +17,7 @@ from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
+from ocr_gateway.metrics.collectors import StateGauges
 from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
@@ -79,6 +80,10 @@ def get_convert(request: Request) -> ConvertService:
     return _components(request).convert
 
 
+def get_state_gauges(request: Request) -> StateGauges:
+    return _components(request).metrics
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -97,6 +102,7 @@ TenantsDep = Annotated[TenantService, Depends(get_tenants)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ConvertDep = Annotated[ConvertService, Depends(get_convert)]
 ThumbnailsDep = Annotated[ThumbnailService, Depends(get_thumbnails)]
+StateGaugesDep = Annotated[StateGauges, Depends(get_state_gauges)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     ocr_stop_grace_s: float = Field(default=30.0, ge=0)
     run_workers: int = Field(default=1, ge=0)
 
+    # Metrics (README, "Metrics"): the API serves /metrics on its own port; the dispatcher and
+    # each worker on these, at `metrics_host` (0 = off). A worker whose port is taken (several
+    # workers on one host) takes the next free one of `worker_metrics_port_span`.
+    metrics_host: str = "127.0.0.1"
+    dispatch_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    worker_metrics_port_span: int = Field(default=16, ge=1, le=1000)
+    # Pages by status and the queue gauges are read at most this often, however often scraped.
+    metrics_refresh_s: float = Field(default=5.0, ge=0, le=5)
+
     @property
     def sync_database_url(self) -> str:
         """The URL with the driver part removed, for tools that want plain `postgresql://`."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -50,6 +51,7 @@ from ocr_gateway.dispatch.flow import (
 )
 from ocr_gateway.dispatch.outcomes import OutcomeRecorder, Outcomes
 from ocr_gateway.messaging.amqp import Broker, PublishFailed
+from ocr_gateway.metrics import registry as metrics
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +374,7 @@ class Dispatcher:
         self, queue: asyncio.Queue[Outgoing | None], outcomes: Outcomes
     ) -> None:
         while (item := await queue.get()) is not None:
+            started = time.perf_counter()
             publish = asyncio.ensure_future(
                 self.broker.publish_page(
                     item.body, message_id=item.message_id, priority=item.priority
@@ -383,18 +386,22 @@ class Dispatcher:
                 # A stop: the message may already be at the broker, so wait for its confirm
                 # (bounded by the publish timeout) and record it, rather than guess.
                 await _settle_despite_cancel(publish)
-                self._settle(item, publish, outcomes)
+                self._settle(item, publish, outcomes, started)
                 raise
             except PublishFailed:
                 pass
-            self._settle(item, publish, outcomes)
+            self._settle(item, publish, outcomes, started)
 
-    def _settle(self, item: Outgoing, publish: asyncio.Future[None], outcomes: Outcomes) -> None:
+    def _settle(
+        self, item: Outgoing, publish: asyncio.Future[None], outcomes: Outcomes, started: float
+    ) -> None:
         self._sent_one()
         error = publish.exception()
+        metrics.PUBLISH_CONFIRM.observe(time.perf_counter() - started)
         if error is None:
             outcomes.confirmed.append(item.page_id)
             self.published += 1
+            metrics.PAGES_PUBLISHED.inc()
             self._backoff = 0.0
         else:
             log.warning("publish not confirmed message_id=%s: %s", item.message_id, error)

@@ -22,6 +22,7 @@ from ocr_gateway.core.tasks import cancel_all, supervise
 from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.messaging.amqp import Broker, PagesQueueMismatch
+from ocr_gateway.metrics.server import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ async def _serve(settings: Settings) -> int:
     ]
     # What start-up built lives as long as the process: keep it out of every later collection,
     # so the collection a stopped publishing run asks for costs microseconds, not 50 ms.
+    metrics_server = await serve_metrics(settings.metrics_host, settings.dispatch_metrics_port)
     gc.collect()
     gc.freeze()
     log.info("dispatcher started pid=%d queue=%s", os.getpid(), settings.pages_queue)
@@ -63,6 +65,8 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
     finally:
         log.info("dispatcher stopping")
+        if metrics_server is not None:
+            metrics_server.close()
         await cancel_all(tasks)
         # In-flight publishes settle and are recorded; every other held page goes back to
         # pending, so the next dispatcher publishes it.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -25,6 +26,7 @@ from ocr_gateway.dispatch.repository import notify_dispatchers
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as jobs_repo
+from ocr_gateway.metrics import registry as metrics
 from ocr_gateway.rendering import repository as repo
 from ocr_gateway.rendering.fair_share import FairShare
 from ocr_gateway.rendering.mupdf import RenderOptions
@@ -243,6 +245,25 @@ class Renderer:
         text_layer: bool,
         timeout: float,
         tables: bool = False,
+    ) -> RenderedChunk:
+        started = time.perf_counter()
+        chunk = await self._run_in_pool(
+            source, media_type, pages, out_dir, text_layer, timeout, tables
+        )
+        per_page = (time.perf_counter() - started) / len(pages)
+        for _ in pages:
+            metrics.RENDER_SECONDS.observe(per_page)
+        return chunk
+
+    async def _run_in_pool(
+        self,
+        source: str,
+        media_type: str,
+        pages: list[int],
+        out_dir: str,
+        text_layer: bool,
+        timeout: float,
+        tables: bool,
     ) -> RenderedChunk:
         if text_layer:
             return await self.render_pool.run(

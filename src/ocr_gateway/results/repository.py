@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ocr_gateway.db.models import Page, PageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A result written to its page: `queued_age_s` is the time since the page's confirm was
+    recorded (its `updated_at` while `queued`), None if it was not `queued` (the metrics)."""
+
+    queued_age_s: float | None
 
 
 async def store_page_result(
@@ -21,13 +31,20 @@ async def store_page_result(
     error: str | None,
     boxes: list[dict[str, Any]] | None,
     tables: list[dict[str, Any]] | None = None,
-) -> bool:
-    """Write a result unless the page is already done or cancelled; True if the page changed.
+) -> StoredPage | None:
+    """Write a result unless the page is already done or cancelled; None if it did not change.
 
     `tables` is written only when the result carries them: a page whose tables were read at
     render time keeps them."""
     values: dict[str, Any] = {"tables": tables} if tables is not None else {}
-    changed = await session.scalar(
+    # A subquery in RETURNING reads the statement's snapshot: the row as it was before.
+    before = aliased(Page)
+    queued_age = (
+        select(func.extract("epoch", func.clock_timestamp() - before.updated_at))
+        .where(before.id == Page.id, before.status == PageStatus.QUEUED)
+        .scalar_subquery()
+    )
+    changed = await session.execute(
         update(Page)
         .where(
             Page.job_id == job_id,
@@ -43,6 +60,9 @@ async def store_page_result(
             updated_at=func.now(),
             **values,
         )
-        .returning(Page.id)
+        .returning(Page.id, queued_age)
     )
-    return changed is not None
+    row = changed.first()
+    if row is None:
+        return None
+    return StoredPage(None if row[1] is None else float(row[1]))

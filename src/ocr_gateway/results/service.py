@@ -11,6 +11,7 @@ from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.messaging.contracts import ResultMessage
+from ocr_gateway.metrics import registry as metrics
 from ocr_gateway.results import repository as repo
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
                 else [table.model_dump(mode="json") for table in result.tables]
             ),
         )
-        if not changed:
+        if changed is None:
             exists = await jobs_repo.get_page(session, result.job_id, result.page_number)
             return ResultOutcome.DUPLICATE if exists is not None else ResultOutcome.UNKNOWN
         status = await jobs_repo.refresh_job_progress(session, result.job_id)
@@ -58,6 +59,9 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
             session, result.job_id, page_event, page_number=result.page_number
         )
         await events_repo.record_status_change(session, result.job_id, before, status)
+    metrics.RESULTS_STORED.labels(status=result.status).inc()
+    if changed.queued_age_s is not None:
+        metrics.RESULT_AGE.observe(max(0.0, changed.queued_age_s))
     log.info(
         "result stored job_id=%s page_number=%d status=%s job_status=%s",
         result.job_id,

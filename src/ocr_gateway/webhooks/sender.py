@@ -25,6 +25,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.listen import listen_forever
 from ocr_gateway.db.models import DeliveryStatus, WebhookDelivery
+from ocr_gateway.metrics import registry as metrics
 from ocr_gateway.webhooks import guard, signing
 from ocr_gateway.webhooks import repository as repo
 from ocr_gateway.webhooks.retry import Verdict, judge, parse_retry_after, retry_delay
@@ -239,6 +240,9 @@ class WebhookSender:
             # The lease ends and the delivery is sent again: at least once, never lost.
             log.warning("webhook outcome not recorded id=%d: %s", claimed.id, exc)
             return
+        metrics.WEBHOOK_DELIVERIES.labels(
+            outcome="retry" if retry_in_s is not None else status.value
+        ).inc()
         log.log(
             logging.INFO if status is not DeliveryStatus.FAILED else logging.WARNING,
             "webhook %s id=%d webhook_id=%s attempt=%d status_code=%s%s",

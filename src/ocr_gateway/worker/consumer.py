@@ -40,6 +40,8 @@ from ocr_gateway.messaging.amqp import (
     reopen_if_closed,
 )
 from ocr_gateway.messaging.contracts import PageMessage, ResultMessage
+from ocr_gateway.metrics import registry as metrics
+from ocr_gateway.metrics.server import serve_metrics
 from ocr_gateway.worker.engine import EngineUnavailable, check_engine
 from ocr_gateway.worker.layout import OcrOutput
 from ocr_gateway.worker.process import (
@@ -314,10 +316,23 @@ async def _serve(settings: Settings) -> int:
             log.error("the OCR processes did not start: %s: %s", type(error).__name__, error)
             return 1
 
+        # Measured here, around the pool call, so the OCR processes never touch a registry
+        # (README, "Metrics": one port per worker, served by its main process).
+        ocr_seconds = metrics.OCR_SECONDS.labels(engine=settings.ocr_engine)
+
         async def recognize(image_base64: str, tables: bool = False) -> OcrOutput:
-            return await pool.run(
+            started = time.perf_counter()
+            output = await pool.run(
                 recognize_page, image_base64, tables, timeout=settings.ocr_page_timeout_s
             )
+            ocr_seconds.observe(time.perf_counter() - started)
+            return output
+
+        metrics_server = await serve_metrics(
+            settings.metrics_host,
+            settings.worker_metrics_port,
+            span=settings.worker_metrics_port_span,
+        )
 
         worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes)
         try:
@@ -325,6 +340,9 @@ async def _serve(settings: Settings) -> int:
         except Exception as exc:
             log.error("worker failed: %s: %s", type(exc).__name__, exc)
             return 1
+        finally:
+            if metrics_server is not None:
+                metrics_server.close()
         return 0
     finally:
         pool.shutdown()
