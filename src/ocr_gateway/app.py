@@ -19,6 +19,7 @@ from ocr_gateway.api import (
     health,
     images,
     jobs,
+    metrics,
     monitor,
     tasks,
     tenants,
@@ -31,6 +32,7 @@ from ocr_gateway.api.monitor import install_monitor
 from ocr_gateway.components import open_components
 from ocr_gateway.core.logging import configure_logging
 from ocr_gateway.core.settings import Settings, get_settings
+from ocr_gateway.metrics.http import RequestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             allow_headers=["*"],
         )
     install_error_handlers(app)
+    # Counts and times every request by route template (README, "Metrics").
+    app.add_middleware(RequestMetrics)
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(exports.router, prefix=API_PREFIX)
@@ -99,5 +103,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(monitor.router, prefix=API_PREFIX)
     # The monitoring page at /admin/ui, beside /docs (api/monitor.py).
     install_monitor(app)
+    # GET /metrics at the root, where Prometheus looks, behind the admin key (api/metrics.py).
+    app.include_router(metrics.router)
     install_docs(app)
     return app

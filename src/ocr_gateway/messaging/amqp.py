@@ -272,16 +272,6 @@ class Broker:
 
         return await self._query(counts)
 
-    async def queue_counts(self, name: str) -> tuple[int, int]:
-        """A queue's ready messages and consumers, by a passive declare (the monitoring page)."""
-
-        async def counts(channel: AbstractChannel) -> tuple[int, int]:
-            underlay = await channel.get_underlay_channel()
-            declared = await underlay.queue_declare(name, passive=True)
-            return int(declared.message_count or 0), int(declared.consumer_count or 0)
-
-        return await self._query(counts)
-
     async def purge_pages(self) -> int:
         async def purge(channel: AbstractChannel) -> int:
             underlay = await channel.get_underlay_channel()
