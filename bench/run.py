@@ -47,6 +47,7 @@ from bench.sections import (
     events,
     exports,
     flow,
+    metrics,
     publish,
     render,
     scale,
@@ -73,6 +74,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in text_layer.text_layer_rows(plan)})
     rows.update({row.key: row for row in tables.table_rows(plan)})
     rows.update({row.key: row for row in convert.convert_rows(plan)})
+    rows.update({row.key: row for row in metrics.metrics_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -163,6 +165,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 15 in wanted:
             # The batch merge and the workbook in one process: the pool functions themselves.
             await guarded(15, None, lambda: convert.run(rows, plan))
+        if 16 in wanted:
+            # The section starts its own service, with the dispatcher's metrics port.
+            await guarded(16, None, lambda: metrics.run(ctx, rows))
     except Exception as exc:
         failures += 1
         traceback.print_exc()
