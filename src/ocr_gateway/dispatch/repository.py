@@ -323,7 +323,14 @@ async def claim_fair_pages(
     so weights 2 and 1 take pages as A A B A A B ..., and equal weights alternate. A tenant
     with fewer pages than its share leaves the rest of this claim unused; the next one,
     made as soon as this one is handed on, gives it to the others.
+
+    The priority is written into the statement, not bound: PostgreSQL then knows that a
+    priority above 0 may read `ix_pages_priority_pending` (whose predicate is `priority > 0`),
+    in id order, instead of a tenant's whole backlog of priority 0 pages, which a job of
+    priority 5 that nobody started would otherwise cost at every claim.
     """
+    level = int(priority)
+    in_order = "pp.tenant, pp.id" if level == 0 else "pp.id"
     rows = (
         await session.execute(
             text(
@@ -333,9 +340,9 @@ async def claim_fair_pages(
                       FROM tenants t
                      CROSS JOIN LATERAL (
                            SELECT 1 FROM pages pp
-                            WHERE {_of_tenant("t.name")} AND pp.priority = :priority
+                            WHERE {_of_tenant("t.name")} AND pp.priority = {level}
                               AND {_CLAIMABLE}
-                            ORDER BY pp.tenant, pp.id
+                            ORDER BY {in_order}
                             LIMIT 1) first_page
                 ),
                 picked AS (
@@ -344,9 +351,9 @@ async def claim_fair_pages(
                       FROM waiting w
                      CROSS JOIN LATERAL (
                            SELECT pp.id FROM pages pp
-                            WHERE {_of_tenant("w.name")} AND pp.priority = :priority
+                            WHERE {_of_tenant("w.name")} AND pp.priority = {level}
                               AND {_CLAIMABLE}
-                            ORDER BY pp.tenant, pp.id
+                            ORDER BY {in_order}
                             LIMIT ceil(:limit * w.weight::numeric
                                        / (SELECT sum(weight) FROM waiting))
                               FOR UPDATE OF pp SKIP LOCKED) c
@@ -367,7 +374,7 @@ async def claim_fair_pages(
                   FROM claimed ORDER BY turn, id
                 """
             ),
-            {"lease": lease_s, "limit": limit, "priority": priority},
+            {"lease": lease_s, "limit": limit},
         )
     ).all()
     return [_claimed(row) for row in rows]
