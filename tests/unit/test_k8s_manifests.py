@@ -246,6 +246,27 @@ def test_the_workers_scale_on_the_pages_queue_length_over_http(manifests: list[M
     assert "host" not in metadata, "credentials belong in the Secret"
 
 
+def test_metrics_ports_are_the_ones_the_processes_listen_on(manifests: list[Manifest]) -> None:
+    """The dispatcher's and the worker's /metrics listen off the loopback, on a port the pod
+    declares (the API's is on its own HTTP port)."""
+    for subcommand, setting in (
+        ("dispatch", "dispatch_metrics_port"),
+        ("worker", "worker_metrics_port"),
+    ):
+        _, container = workload_running(manifests, subcommand)
+        env = environment(manifests, container)
+        settings = Settings.model_validate(
+            {SETTING_NAMES[k]: v for k, v in env.items() if k in SETTING_NAMES and v != SECRET}
+        )
+        assert settings.metrics_host == "0.0.0.0", subcommand
+        port = getattr(settings, setting)
+        assert port > 0
+        declared = {
+            p["containerPort"] for p in container.get("ports", []) if p.get("name") == "metrics"
+        }
+        assert declared == {port}, subcommand
+
+
 def test_secrets_and_storage_are_wired(manifests: list[Manifest]) -> None:
     _, api = workload_running(manifests, "serve")
     env = environment(manifests, api)
