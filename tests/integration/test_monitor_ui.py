@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -177,6 +178,13 @@ async def test_sign_in_upload_start_progress_and_delete_in_chromium(
                 await expect(job.locator(".status")).to_have_text("completed")
                 assert await page.evaluate("window.notReloaded === true")
                 assert worker.process.returncode is None
+                # The worker's own rate, by the name its results carry (hostname:pid).
+                rate_row = page.locator(
+                    f'#worker-rates tr[data-worker="{socket.gethostname()}:{worker.process.pid}"]'
+                )
+                await expect(rate_row).to_be_visible(timeout=20_000)
+                await expect(rate_row.locator("td").nth(1)).to_have_text("0.8")
+                await expect(rate_row.locator("td").nth(2)).to_have_text("0")
 
             # The page grid, colour per status, and a thumbnail fetched with the key on hover.
             await job.locator("button.pages-toggle").click()

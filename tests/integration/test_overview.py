@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from sqlalchemy import text
 
 from ocr_gateway.components import Components
+from ocr_gateway.monitor.throughput import ThroughputRecorder
 from tests.support.documents import sample
 from tests.support.http import upload, wait_rendered
 from tests.support.waiting import wait_until
@@ -102,3 +103,30 @@ async def test_overview_counts_pages_queue_consumers_and_throughput(
     assert series[-3] == 3 or series[-4] == 3  # the minute boundary may pass meanwhile
     assert sum(series) == 4
     assert body["pages_per_minute"] == 4 / 5
+
+
+async def test_overview_gives_each_workers_rate_from_the_results_counted(
+    client: httpx.AsyncClient, services: Components
+) -> None:
+    """The results consumer counts what it stores by the result's `worker`; the counts of
+    every consumer add up per minute, and an older worker's results (no `worker`) count as
+    `unnamed`."""
+    async with services.sessions.begin() as session:
+        await session.execute(text("DELETE FROM worker_throughput"))
+    first, second = ThroughputRecorder(services.sessions), ThroughputRecorder(services.sessions)
+    for _ in range(6):
+        first.count("ocr-1:100", "done")
+    first.count("ocr-1:100", "failed")
+    for _ in range(4):
+        second.count("ocr-1:100", "done")
+    second.count(None, "done")
+    await first.flush()
+    await second.flush()
+    await second.flush()  # nothing left: adds nothing
+    workers = {w["worker"]: w for w in (await overview(client))["workers"]}
+    assert workers["ocr-1:100"]["done_pages"] == 10
+    assert workers["ocr-1:100"]["failed_pages"] == 1
+    assert workers["ocr-1:100"]["pages_per_minute"] == 11 / 5
+    assert workers["unnamed"]["done_pages"] >= 1
+    async with services.sessions.begin() as session:
+        await session.execute(text("DELETE FROM worker_throughput"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
+import socket
 import uuid
 
 import orjson
@@ -149,6 +151,7 @@ def test_result_encode_leaves_out_the_fields_that_are_none() -> None:
         "status": "failed",
         "text": "",
         "error": "the engine exploded",
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
     assert failed.message_id == page.message_id == f"{JOB}:5"
 
@@ -159,6 +162,7 @@ def test_result_encode_leaves_out_the_fields_that_are_none() -> None:
         "status": "done",
         "text": "text",
         "boxes": [{"bbox": [0.0, 0.0, 10.0, 5.0], "text": "text"}],
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
     assert ResultMessage.model_validate_json(done.encode()) == done
 
@@ -166,3 +170,16 @@ def test_result_encode_leaves_out_the_fields_that_are_none() -> None:
 def test_text_box_defaults() -> None:
     box = TextBox.model_validate({"bbox": [0, 0, 1, 1]})
     assert (box.text, box.confidence) == ("", None)
+
+
+def test_a_result_without_worker_from_an_older_worker_stays_valid() -> None:
+    body = orjson.dumps({"job_id": str(JOB), "page_number": 1, "status": "done", "text": "x"})
+    assert ResultMessage.model_validate_json(body).worker is None
+    named = orjson.dumps({"job_id": str(JOB), "page_number": 1, "status": "done", "worker": "h:1"})
+    assert ResultMessage.model_validate_json(named).worker == "h:1"
+    with pytest.raises(ValidationError):
+        ResultMessage.model_validate_json(
+            orjson.dumps(
+                {"job_id": str(JOB), "page_number": 1, "status": "done", "worker": "w" * 201}
+            )
+        )

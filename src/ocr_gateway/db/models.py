@@ -509,3 +509,16 @@ class DispatchRequest(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class WorkerThroughput(Base):
+    """Pages each OCR worker answered, per minute: the monitoring page's per-worker rates.
+    Counted by the results consumers from the `worker` field of results (older workers send
+    none: `unnamed`) and added up every few seconds (monitor/throughput.py)."""
+
+    __tablename__ = "worker_throughput"
+
+    minute: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    done_pages: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed_pages: Mapped[int] = mapped_column(Integer, server_default="0")

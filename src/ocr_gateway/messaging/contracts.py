@@ -13,6 +13,8 @@ to `PageMessage`'s own JSON, so the two can never disagree.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -86,6 +88,9 @@ class ResultMessage(BaseModel):
     error: str | None = None
     boxes: list[TextBox] | None = None
     tables: list[Table] | None = None
+    # Who answered: `hostname:pid` from the reference worker, for the monitoring page's
+    # per-worker rates. Optional, so older and third-party workers' results stay valid.
+    worker: str | None = Field(default=None, max_length=200)
 
     @field_validator("text", "error")
     @classmethod
@@ -108,11 +113,18 @@ class ResultMessage(BaseModel):
             text=text,
             boxes=[TextBox.model_validate(box) for box in boxes],
             tables=None if tables is None else list(tables),
+            worker=worker_name(),
         )
 
     @classmethod
     def failed(cls, page: PageMessage, error: str) -> ResultMessage:
-        return cls(job_id=page.job_id, page_number=page.page_number, status="failed", error=error)
+        return cls(
+            job_id=page.job_id,
+            page_number=page.page_number,
+            status="failed",
+            error=error,
+            worker=worker_name(),
+        )
 
     def encode(self) -> bytes:
         """The message body: JSON without the fields that are None."""
@@ -121,3 +133,8 @@ class ResultMessage(BaseModel):
     @property
     def message_id(self) -> str:
         return page_message_id(self.job_id, self.page_number)
+
+
+def worker_name() -> str:
+    """This process as a result's `worker`: `hostname:pid`, at most 200 characters."""
+    return f"{socket.gethostname()[:180]}:{os.getpid()}"

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocr_gateway.db.models import DispatchRequest, DispatchState, Page, PageStatus
+from ocr_gateway.db.models import (
+    DispatchRequest,
+    DispatchState,
+    Page,
+    PageStatus,
+    WorkerThroughput,
+)
 
 
 async def dispatch_state(session: AsyncSession) -> tuple[bool, int, float | None]:
@@ -43,3 +51,47 @@ async def done_per_minute(
         {"since": since},
     )
     return [(minute, int(pages)) for minute, pages in rows.all()]
+
+
+async def add_worker_counts(
+    session: AsyncSession, counts: Mapping[tuple[dt.datetime, str, str], int]
+) -> None:
+    """Add (minute, worker, status) → pages to `worker_throughput`, one upsert for them all."""
+    merged: dict[tuple[dt.datetime, str], list[int]] = {}
+    for (minute, worker, status), pages in counts.items():
+        row = merged.setdefault((minute, worker), [0, 0])
+        row[0 if status == PageStatus.DONE else 1] += pages
+    statement = insert(WorkerThroughput).values(
+        [
+            {"minute": minute, "worker": worker, "done_pages": done, "failed_pages": failed}
+            for (minute, worker), (done, failed) in sorted(merged.items())
+        ]
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[WorkerThroughput.minute, WorkerThroughput.worker],
+            set_={
+                "done_pages": WorkerThroughput.done_pages + statement.excluded.done_pages,
+                "failed_pages": WorkerThroughput.failed_pages + statement.excluded.failed_pages,
+            },
+        )
+    )
+
+
+async def worker_rates(
+    session: AsyncSession, since: dt.datetime
+) -> list[tuple[str, int, int, dt.datetime]]:
+    """Each worker seen since `since`: its done and failed pages since then, and its last
+    minute, most pages first."""
+    rows = await session.execute(
+        select(
+            WorkerThroughput.worker,
+            func.sum(WorkerThroughput.done_pages),
+            func.sum(WorkerThroughput.failed_pages),
+            func.max(WorkerThroughput.minute),
+        )
+        .where(WorkerThroughput.minute >= since)
+        .group_by(WorkerThroughput.worker)
+        .order_by(func.sum(WorkerThroughput.done_pages).desc(), WorkerThroughput.worker)
+    )
+    return [(w, int(d), int(f), last) for w, d, f, last in rows.all()]

@@ -15,6 +15,8 @@ from ocr_gateway.monitor import repository as repo
 log = logging.getLogger(__name__)
 
 THROUGHPUT_WINDOW = dt.timedelta(hours=1)
+# Workers' rates are their pages over this many recent minutes (the current one included).
+RATE_MINUTES = 5
 
 
 class QueueState(BaseModel):
@@ -36,11 +38,22 @@ class MinuteCount(BaseModel):
     pages: int
 
 
+class WorkerRate(BaseModel):
+    worker: str = Field(description="`hostname:pid` from its results; `unnamed`: older workers")
+    done_pages: int = Field(description="pages answered done over the last 5 minutes")
+    failed_pages: int
+    pages_per_minute: float = Field(description="done and failed over the last 5 minutes, / 5")
+    last_minute: dt.datetime = Field(description="the last minute it answered in")
+
+
 class Overview(BaseModel):
     dispatch: DispatchOverview
     pages_queue: QueueState
     results_queue: QueueState
     pages_by_status: dict[str, int]
+    workers: list[WorkerRate] = Field(
+        description="workers that answered over the last 5 minutes, with their rates"
+    )
     throughput: list[MinuteCount] = Field(
         description="pages recognised per minute over the last hour, oldest first, every minute"
     )
@@ -68,6 +81,7 @@ class OverviewService:
             stopped, open_starts, rate = await repo.dispatch_state(session)
             counts = await repo.pages_by_status(session)
             per_minute = dict(await repo.done_per_minute(session, first))
+            recent = await repo.worker_rates(session, now - dt.timedelta(minutes=RATE_MINUTES - 1))
         running = open_starts > 0 or (self.settings.dispatch_mode == "auto" and not stopped)
         minutes = [first + dt.timedelta(minutes=i) for i in range(60)]
         series = [MinuteCount(minute=m, pages=per_minute.get(m, 0)) for m in minutes]
@@ -82,6 +96,16 @@ class OverviewService:
             pages_queue=await self._queue(self.settings.pages_queue),
             results_queue=await self._queue(self.settings.results_queue),
             pages_by_status=counts,
+            workers=[
+                WorkerRate(
+                    worker=worker,
+                    done_pages=done,
+                    failed_pages=failed,
+                    pages_per_minute=(done + failed) / RATE_MINUTES,
+                    last_minute=last,
+                )
+                for worker, done, failed, last in recent
+            ],
             throughput=series,
             pages_per_minute=sum(c.pages for c in series[-5:]) / 5,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -12,6 +13,7 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.messaging.amqp import Broker, declare_queue
 from ocr_gateway.messaging.contracts import ResultMessage
+from ocr_gateway.monitor.throughput import ThroughputRecorder
 from ocr_gateway.results.service import ResultOutcome, store_result
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,20 @@ class ResultsConsumer:
         self.sessions = sessions
         self.broker = broker
         self.handled = 0
+        # Pages per worker and minute, for the monitoring page.
+        self.throughput = ThroughputRecorder(sessions)
 
     async def run(self) -> None:
         """Consume forever; reconnect after any broker failure."""
+        recording = asyncio.create_task(self.throughput.run())
+        try:
+            await self._consume()
+        finally:
+            recording.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording
+
+    async def _consume(self) -> None:
         while True:
             try:
                 channel = await self.broker.new_channel(self.settings.results_prefetch)
@@ -62,7 +75,9 @@ class ResultsConsumer:
             await asyncio.sleep(RETRY_DELAY_S)
             await message.nack(requeue=True)
             return
-        if outcome is not ResultOutcome.STORED:
+        if outcome is ResultOutcome.STORED:
+            self.throughput.count(result.worker, result.status)
+        else:
             log.info(
                 "result dropped (%s) job_id=%s page_number=%d",
                 outcome,

@@ -117,10 +117,18 @@ async function refreshOverview() {
     show("results-consumers", o.results_queue.consumers);
     show("worker-count", o.pages_queue.consumers);
     const workers = o.pages_queue.consumers || 0;
-    show("worker-rate", workers
-      ? `${o.pages_per_minute.toFixed(1)} pages/min in all over the last 5 min, ` +
-        `${(o.pages_per_minute / workers).toFixed(1)} per worker`
-      : "no worker is consuming");
+    show("worker-rate", `${o.pages_per_minute.toFixed(1)} pages/min in all over the last 5 min` +
+      (workers ? "" : "; no worker is consuming now"));
+    $("worker-rates").replaceChildren(...o.workers.map((w) => {
+      const row = document.createElement("tr");
+      row.dataset.worker = w.worker;
+      for (const value of [w.worker, w.pages_per_minute.toFixed(1), w.failed_pages]) {
+        const cell = document.createElement("td");
+        cell.textContent = String(value);
+        row.append(cell);
+      }
+      return row;
+    }));
     show("page-counts", Object.entries(o.pages_by_status).map(([s, n]) => `${s} ${n}`).join(" · "));
     drawChart(o.throughput);
   });
