@@ -84,25 +84,32 @@ async def test_overview_counts_pages_queue_consumers_and_throughput(
     finally:
         await queue.cancel(tag)
 
-    # Three pages recorded as done two minutes ago and one now show in their minutes.
+    # Three pages answered two minutes ago by one worker, one now by another: the chart adds
+    # up the workers per minute.
     async with services.sessions.begin() as session:
+        await session.execute(text("DELETE FROM worker_throughput"))
         await session.execute(
             text(
-                "UPDATE pages SET status = 'done', updated_at = now() - interval '2 minutes'"
-                " WHERE job_id = :job AND page_number <= 3"
-            ),
-            {"job": job["job_id"]},
+                "INSERT INTO worker_throughput (minute, worker, done_pages, failed_pages)"
+                " VALUES (date_trunc('minute', now() - interval '2 minutes'), 'a:1', 3, 1)"
+            )
         )
-        await session.execute(
-            text("UPDATE pages SET status = 'done' WHERE job_id = :job AND page_number = 4"),
-            {"job": job["job_id"]},
-        )
+    recorder = ThroughputRecorder(services.sessions)
+    recorder.count("b:2", "done")
+    recorder.count("b:2", "failed")
+    await recorder.flush()
     body = await overview(client)
-    series = [p["pages"] for p in body["throughput"]]
-    assert series[-1] == 1
-    assert series[-3] == 3 or series[-4] == 3  # the minute boundary may pass meanwhile
-    assert sum(series) == 4
+    async with services.sessions() as session:
+        rows = await session.execute(text("SELECT worker, minute FROM worker_throughput"))
+        recorded: dict[str, dt.datetime] = {worker: minute for worker, minute in rows.all()}
+    by_minute = {dt.datetime.fromisoformat(p["minute"]): p["pages"] for p in body["throughput"]}
+    assert by_minute[recorded["a:1"]] == 3
+    assert by_minute[recorded["b:2"]] == 1
+    assert recorded["b:2"] - recorded["a:1"] == dt.timedelta(minutes=2)
+    assert sum(by_minute.values()) == 4
     assert body["pages_per_minute"] == 4 / 5
+    async with services.sessions.begin() as session:
+        await session.execute(text("DELETE FROM worker_throughput"))
 
 
 async def test_overview_gives_each_workers_rate_from_the_results_counted(
