@@ -184,7 +184,7 @@ SECTION_ROWS = {
     13: ("13a", "13b", "13c"),  # rows made by bench.sections.text_layer
     14: ("14a", "14b", "14c", "14d", "14e", "14f", "14g"),  # by bench.sections.tables
     15: ("15a", "15b", "15c", "15d"),  # rows made by bench.sections.convert
-    16: ("16a", "16b", "16c"),  # rows made by bench.sections.metrics
+    16: ("16a", "16f", "16b", "16c", "16d", "16e"),  # rows made by bench.sections.metrics
 }
 
 
