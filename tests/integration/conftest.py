@@ -82,6 +82,8 @@ async def clean_state(services: Components) -> AsyncIterator[None]:
         await services.renderer.cancel_render(job_id)
     await _truncate(services)
     await services.storage.remove_all_job_dirs()
+    # A render cancelled above keeps its upload for a resume; its job is gone with the TRUNCATE.
+    await services.storage.remove_orphan_uploads(set(), 0)
     await purge_queues(services.settings)
 
 
