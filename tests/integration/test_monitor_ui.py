@@ -183,7 +183,8 @@ async def test_sign_in_upload_start_progress_and_delete_in_chromium(
                     f'#worker-rates tr[data-worker="{socket.gethostname()}:{worker.process.pid}"]'
                 )
                 await expect(rate_row).to_be_visible(timeout=20_000)
-                await expect(rate_row.locator("td").nth(1)).to_have_text("0.8")
+                # Counts reach the table every 5 s (monitor/throughput.py), the page every 2 s.
+                await expect(rate_row.locator("td").nth(1)).to_have_text("0.8", timeout=20_000)
                 await expect(rate_row.locator("td").nth(2)).to_have_text("0")
 
             # The page grid, colour per status, and a thumbnail fetched with the key on hover.
