@@ -147,7 +147,7 @@ async def status_reads(ctx: Context, svc: Service, samples: int) -> list[float]:
 
     async def upload_loop() -> None:
         while not stop.is_set():
-            await svc.call("POST", "/ocrpdf", 202, files={"file": ("g.pdf", pdf)})
+            await svc.call("POST", "/ocrpdf?dedup=false", 202, files={"file": ("g.pdf", pdf)})
 
     uploader = asyncio.create_task(upload_loop())
     latencies = []

@@ -24,7 +24,9 @@ from bench.harness.service import Service, service_roles
 async def service_render(ctx: Context, svc: Service, name: str, data: bytes, pages: int) -> float:
     """Upload, then wait for the job's rendered_pages to reach its total; return pages/s."""
     started = time.perf_counter()
-    body = await svc.call("POST", "/ocrpdf", 202, files={"file": (name, data, "application/pdf")})
+    body = await svc.call(
+        "POST", "/ocrpdf?dedup=false", 202, files={"file": (name, data, "application/pdf")}
+    )
     job_id = uuid.UUID(body["job_id"])
     if body["total_page_number"] != pages:
         raise BenchError(f"the service counted {body['total_page_number']} pages, not {pages}")

@@ -113,7 +113,7 @@ async def _auth_cost(
     pdf = blank_pdf(1)
     headers = {"X-Tenant-Id": BENCH_TENANT}
     job = await open_svc.call(
-        "POST", "/ocrpdf", 202, files={"file": ("one.pdf", pdf)}, headers=headers
+        "POST", "/ocrpdf?dedup=false", 202, files={"file": ("one.pdf", pdf)}, headers=headers
     )
     path = f"/jobs/{job['job_id']}"
     keyed = {"Authorization": f"Bearer {key}"}
@@ -164,7 +164,7 @@ async def _fairness(ctx: Context, svc: Service, rows: dict[str, Row], backlog: i
     await wait_until(started, timeout=120, interval=0.02, what="A's backlog publishing")
     job = await svc.call(
         "POST",
-        "/ocrpdf",
+        "/ocrpdf?dedup=false",
         202,
         files={"file": ("b.pdf", blank_pdf(3))},
         headers={"X-Tenant-Id": NEWCOMER_TENANT},

@@ -19,7 +19,9 @@ from bench.harness.service import Service, service_roles
 
 async def timed_upload(svc: Service, name: str, data: bytes) -> tuple[float, uuid.UUID]:
     started = time.perf_counter()
-    body = await svc.call("POST", "/ocrpdf", 202, files={"file": (name, data, "application/pdf")})
+    body = await svc.call(
+        "POST", "/ocrpdf?dedup=false", 202, files={"file": (name, data, "application/pdf")}
+    )
     return (time.perf_counter() - started) * 1000, uuid.UUID(body["job_id"])
 
 
@@ -38,7 +40,10 @@ async def loaded_uploads(
     """Uploads from concurrent clients while the generated PDF renders; each job is deleted."""
     generated = await asyncio.to_thread(ctx.generated.read_bytes)
     body = await svc.call(
-        "POST", "/ocrpdf", 202, files={"file": ("background.pdf", generated, "application/pdf")}
+        "POST",
+        "/ocrpdf?dedup=false",
+        202,
+        files={"file": ("background.pdf", generated, "application/pdf")},
     )
     background = uuid.UUID(body["job_id"])
 

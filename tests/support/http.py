@@ -14,10 +14,13 @@ from tests.support.waiting import wait_until
 async def upload(
     client: httpx.AsyncClient, path: Path | str, data: bytes | None = None, kind: str = "pdf"
 ) -> dict[str, Any]:
-    """Upload a file (or bytes under its name) and return the 202 body."""
+    """Upload a file (or bytes under its name) as a new job (`dedup=false`: tests upload one
+    sample many times) and return the 202 body."""
     name = Path(path).name
     content = data if data is not None else Path(path).read_bytes()
-    response = await client.post(f"/ocr{kind}", files={"file": (name, content)})
+    response = await client.post(
+        f"/ocr{kind}", params={"dedup": "false"}, files={"file": (name, content)}
+    )
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
