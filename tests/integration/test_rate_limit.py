@@ -178,6 +178,11 @@ async def test_two_dispatchers_together_publish_at_the_rate_set(tmp_path: Path) 
                     print(f"cap lifted: the rest of the backlog out in {lifted_s:.2f} s")
                     # Well over a thousand pages were left; at 400/s they would take > 2.5 s.
                     assert lifted_s < 2.5
+            # Both dispatchers took part: each ran a publishing session, and neither failed.
+            for index in range(2):
+                output = (tmp_path / f"dispatch-{index}.out").read_text()
+                assert "publishing started" in output, output[-2000:]
+                assert "Traceback" not in output, output[-2000:]
             async with sessions() as session:
                 queued = await session.scalar(
                     text("SELECT count(*) FROM pages WHERE status = 'queued'")
