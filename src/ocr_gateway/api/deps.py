@@ -18,6 +18,7 @@ from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.metrics.collectors import StateGauges
+from ocr_gateway.monitor.service import OverviewService
 from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
@@ -84,6 +85,12 @@ def get_state_gauges(request: Request) -> StateGauges:
     return _components(request).metrics
 
 
+def get_overview(request: Request) -> OverviewService:
+    """The monitoring page's overview: a few queries and two passive declares, made per call."""
+    components = _components(request)
+    return OverviewService(components.settings, components.sessions, components.broker)
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -96,6 +103,7 @@ DispatchDep = Annotated[DispatchControl, Depends(get_dispatch_control)]
 EventsDep = Annotated[EventHub, Depends(get_events)]
 ExportsDep = Annotated[ExportService, Depends(get_exports)]
 HealthProbeDep = Annotated[Components, Depends(get_health_probe)]
+OverviewDep = Annotated[OverviewService, Depends(get_overview)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookSender, Depends(get_webhooks)]
 TenantsDep = Annotated[TenantService, Depends(get_tenants)]

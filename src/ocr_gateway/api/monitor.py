@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from ocr_gateway.api.deps import HealthProbeDep, require_admin_key
+from ocr_gateway.api.deps import OverviewDep, require_admin_key
 from ocr_gateway.api.openapi import errors
-from ocr_gateway.monitor.service import Overview, OverviewService
+from ocr_gateway.monitor.service import Overview
 
 PAGE_URL = "/admin/ui"
 STATIC_URL = "/admin/ui/static"
@@ -44,11 +44,10 @@ async def monitoring_page_slash() -> RedirectResponse:
 
 
 @router.get("/overview", operation_id="admin_overview", response_model=Overview)
-async def overview(components: HealthProbeDep) -> Overview:
+async def overview(service: OverviewDep) -> Overview:
     """What the monitoring page polls: the dispatch state and rate limit, the pages and
     results queues' depth and consumers (workers), pages by status, and pages recognised per
     minute over the last hour."""
-    service = OverviewService(components.settings, components.sessions, components.broker)
     return await service.overview()
 
 
