@@ -191,3 +191,17 @@ async def test_the_upload_field_sets_the_priority_and_a_duplicate_keeps_the_firs
     async with services.sessions() as session:
         jobs = await session.scalar(text("SELECT count(*) FROM jobs"))
     assert jobs == 2, "a refused upload leaves no job"
+
+    # The batch route takes the field too, for each of its jobs.
+    made = await client.post(
+        "/jobs",
+        files=[("files", ("d.pdf", blank_pdf(3))), ("files", ("e.pdf", blank_pdf(4)))],
+        data={"priority": "3"},
+    )
+    assert made.status_code == 202, made.text
+    for job in made.json()["jobs"]:
+        assert (await priorities(services, uuid.UUID(job["job_id"])))[0] == 3
+    refused = await client.post(
+        "/jobs", files=[("files", ("f.pdf", blank_pdf(5)))], data={"priority": "11"}
+    )
+    assert refused.status_code == 422
