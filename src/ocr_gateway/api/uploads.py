@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from ocr_gateway.api.deps import CallerDep, UploadsDep
 from ocr_gateway.api.openapi import JOB_UPLOAD_ERRORS, errors, multipart_body
 from ocr_gateway.api.schemas import UploadAccepted
+from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.media import IMAGE_TYPES, PDF_TYPES, MediaType
 from ocr_gateway.uploads.service import AcceptedUpload, UploadService
@@ -47,6 +48,14 @@ def with_option_fields(extra: dict[str, Any]) -> dict[str, Any]:
         "type": "string",
         "enum": ["true", "false"],
         "description": DEDUP_HELP,
+    }
+    schema["properties"]["priority"] = {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_JOB_PRIORITY,
+        "default": 0,
+        "description": "The job's publishing priority, higher first (form field only); a"
+        " duplicate keeps the first job's priority",
     }
     return extra
 
