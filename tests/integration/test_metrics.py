@@ -8,6 +8,7 @@ a real sample uploaded and rendered, its pages published by the dispatcher, resu
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,17 @@ import httpx
 import orjson
 import pytest
 from aio_pika.abc import AbstractChannel
+from prometheus_client import REGISTRY
 
 from ocr_gateway import __version__
 from ocr_gateway.components import Components
-from tests.support.documents import sample
-from tests.support.gateway import drain
+from tests.support.documents import blank_pdf, sample
+from tests.support.gateway import drain, isolated_gateway
 from tests.support.http import upload, wait_for_job, wait_rendered
 from tests.support.launched import Gateway, service_env
 from tests.support.metrics import Samples, scrape, value
 from tests.support.net import free_port
+from tests.support.receiver import Receiver
 from tests.support.results import done, send_result
 from tests.support.waiting import wait_until
 from tests.support.worker import LogLineMissing, worker_process
@@ -170,3 +173,47 @@ async def test_a_worker_serves_its_ocr_seconds_by_engine(
     assert value(busy, "ocr_gateway_ocr_seconds_count", engine="rapidocr") == 1
     assert value(busy, "ocr_gateway_ocr_seconds_sum", engine="rapidocr") > 0.01
     assert value(busy, "ocr_gateway_build_info", version=__version__) == 1
+
+
+def _deliveries(outcome: str) -> float:
+    got = REGISTRY.get_sample_value("ocr_gateway_webhook_deliveries_total", {"outcome": outcome})
+    return got or 0.0
+
+
+async def test_webhook_deliveries_are_counted_by_outcome(tmp_path: Path) -> None:
+    """A receiver that answers 503 then 200 to one job's delivery, and 410 to the next job's:
+    one retry, one delivered, one failed. In-process, so the counters are read from this
+    process's registry, before and after."""
+    before = {outcome: _deliveries(outcome) for outcome in ("retry", "delivered", "failed")}
+
+    async def moved(outcome: str) -> bool:
+        return _deliveries(outcome) == before[outcome] + 1
+
+    async with (
+        Receiver() as receiver,
+        isolated_gateway(
+            tmp_path,
+            webhook_allow_hosts="127.0.0.1",
+            webhook_retry_base_s=0.05,
+            webhook_max_attempts=5,
+            webhook_timeout_s=2.0,
+        ) as gateway,
+    ):
+        receiver.script(503, 200, 410)
+        connection = await aio_pika.connect(gateway.settings.rabbitmq_url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            for outcome in ("delivered", "failed"):
+                response = await gateway.client.post(
+                    "/ocrpdf",
+                    files={"file": ("doc.pdf", blank_pdf(1))},
+                    data={"callback_url": receiver.url},
+                )
+                assert response.status_code == 202, response.text
+                job_id = str(response.json()["job_id"])
+                await wait_rendered(gateway.client, job_id)
+                await send_result(channel, gateway.settings.results_queue, done(job_id, 1))
+                await wait_until(functools.partial(moved, outcome), timeout=30)
+    assert _deliveries("retry") == before["retry"] + 1
+    assert _deliveries("delivered") == before["delivered"] + 1
+    assert _deliveries("failed") == before["failed"] + 1
