@@ -10,6 +10,7 @@ own (`metrics/server.py`).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
+
 from ocr_gateway.api.deps import StateGaugesDep, require_admin_key
 from ocr_gateway.metrics.server import CONTENT_TYPE, exposition
 
