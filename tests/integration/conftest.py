@@ -76,6 +76,7 @@ async def clean_state(services: Components) -> AsyncIterator[None]:
     """Each test leaves no jobs, no starts, no files and empty queues behind it."""
     yield
     await services.control.stop()
+    await services.control.set_rate(None)  # a rate a test set (or the fuzzer's) is lifted
     assert services.dispatcher is not None, "the test app publishes in-process"
     await services.dispatcher.halt()
     for job_id in services.renderer.rendering_job_ids:

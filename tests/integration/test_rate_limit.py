@@ -41,6 +41,7 @@ async def test_the_rate_is_set_read_back_and_lifted(
 
         for body in (
             {"pages_per_second": 0},
+            {"pages_per_second": 5e-324},  # the bucket's arithmetic would underflow
             {"pages_per_second": -3},
             {"pages_per_second": "5"},
             {"pages_per_second": 2_000_000},

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 # A job's priority: 0-9, higher first. A task's pages (`tasks.TASK_PRIORITY`, 10) are above
 # every one of them.
 MAX_JOB_PRIORITY = 9
+# The publishing rate's bounds, pages per second: from one page in about 17 minutes (a rate
+# nearer 0 would make the token bucket's float arithmetic underflow) to a million.
+MIN_RATE = 0.001
+MAX_RATE = 1_000_000
 
 
 class RateLimit(BaseModel):
@@ -20,10 +24,11 @@ class RateLimit(BaseModel):
 
     pages_per_second: float | None = Field(
         ...,
-        gt=0,
-        le=1_000_000,
+        ge=MIN_RATE,
+        le=MAX_RATE,
         strict=True,
-        description="pages per second, over all dispatchers; null: no cap",
+        description=f"pages per second, over all dispatchers ({MIN_RATE:g} to {MAX_RATE:,});"
+        " null: no cap",
     )
 
 
