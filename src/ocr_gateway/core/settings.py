@@ -29,8 +29,19 @@ class Settings(BaseSettings):
     results_queue: str = "ocr.results"
 
     # Storage
+    # Where artefacts live (storage/): `local` is FILES_DIR; `s3` is the bucket below.
+    storage: Literal["local", "s3"] = "local"
     files_dir: Path = Path("files")
     temp_dir: Path = Path("temp")
+    # The s3 backend: any S3-compatible server (AWS, MinIO, SeaweedFS, ...). Without an
+    # endpoint URL, AWS's own for the region.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "ocr-gateway"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # Prepended to every key, so that several gateways can share a bucket.
+    s3_prefix: str = ""
     logs_dir: Path = Path("logs")
     log_level: str = "INFO"
 
