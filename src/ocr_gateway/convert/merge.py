@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageSequence
 
-from ocr_gateway.core.errors import describe
 from ocr_gateway.rendering.frames import frame_sizes
-from ocr_gateway.rendering.inspection import Inspection, Limits, check_sizes
+from ocr_gateway.rendering.inspection import Inspection, Limits, check_sizes, merge_refusal
 from ocr_gateway.rendering.mupdf import (
     RenderOptions,
     follow_pixel_budget,
@@ -79,17 +78,8 @@ def merge_files(
                     else:
                         _add_image(merged, path, media_type, options)
                 merged.save(target, garbage=1, deflate=True)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return MergedBatch(
-            Inspection(
-                problem="page_too_large",
-                detail=f"an image is over the limit of {limits.max_page_pixels} pixels per page",
-            )
-        )
     except Exception as exc:
-        return MergedBatch(
-            Inspection(problem="unreadable", detail=f"the files cannot be merged: {describe(exc)}")
-        )
+        return MergedBatch(merge_refusal(exc, limits, "the files"))
     return MergedBatch(verdict, [len(sizes) for sizes in per_file])
 
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageSequence, TiffImagePlugin
 
-from ocr_gateway.core.errors import describe
-from ocr_gateway.rendering.inspection import Inspection, Limits, check_sizes
+from ocr_gateway.rendering.inspection import Inspection, Limits, check_sizes, merge_refusal
 from ocr_gateway.rendering.mupdf import RenderOptions, follow_pixel_budget
 
 
@@ -66,15 +65,6 @@ def merge_images(
                         for frame in ImageSequence.Iterator(image):
                             frame.convert(mode).save(tiff, format="TIFF")
                             tiff.newFrame()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return Merged(
-            Inspection(
-                problem="page_too_large",
-                detail=f"an image is over the limit of {limits.max_page_pixels} pixels per page",
-            )
-        )
     except Exception as exc:
-        return Merged(
-            Inspection(problem="unreadable", detail=f"the images cannot be merged: {describe(exc)}")
-        )
+        return Merged(merge_refusal(exc, limits, "the images"))
     return Merged(verdict, [len(sizes) for sizes in per_image])

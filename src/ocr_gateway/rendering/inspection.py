@@ -88,6 +88,17 @@ def check_sizes(kind: str, sizes: list[int], limits: Limits, dpi_note: str = "")
     return Inspection(page_count=len(sizes), largest_page_pixels=max(sizes, default=0))
 
 
+def merge_refusal(exc: Exception, limits: Limits, what: str) -> Inspection:
+    """The verdict on a merge of several files that raised: Pillow's decompression-bomb guard
+    means a page over the pixel limit; anything else means `what` cannot be merged."""
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return Inspection(
+            problem="page_too_large",
+            detail=f"an image is over the limit of {limits.max_page_pixels} pixels per page",
+        )
+    return Inspection(problem="unreadable", detail=f"{what} cannot be merged: {describe(exc)}")
+
+
 def _inspect_pdf(path: str, limits: Limits, options: RenderOptions) -> Inspection:
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
