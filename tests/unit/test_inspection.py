@@ -13,6 +13,7 @@ from ocr_gateway.rendering.inspection import (
     Limits,
     check_sizes,
     inspect_document,
+    merge_refusal,
 )
 from ocr_gateway.rendering.mupdf import RenderOptions
 from tests.support.hostile import (
@@ -96,3 +97,19 @@ def test_a_jpeg_checked_at_a_smaller_scale_is_still_read_to_its_end(
     else:
         assert inspection.problem == "unreadable"
         assert "truncated" in inspection.detail
+
+
+@pytest.mark.parametrize(
+    ("raised", "problem", "detail"),
+    [
+        (Image.DecompressionBombError("big"), "page_too_large", "over the limit of 100 pixels"),
+        (Image.DecompressionBombWarning("big"), "page_too_large", "over the limit of 100 pixels"),
+        (ValueError("truncated"), "unreadable", "the images cannot be merged: ValueError"),
+    ],
+)
+def test_a_failed_merge_names_a_page_too_large_or_an_unreadable_file(
+    raised: Exception, problem: str, detail: str
+) -> None:
+    verdict = merge_refusal(raised, LIMITS, "the images")
+    assert verdict.problem == problem
+    assert verdict.detail is not None and detail in verdict.detail
