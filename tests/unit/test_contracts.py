@@ -49,6 +49,7 @@ def test_encode_page_message_is_the_models_json_byte_for_byte(png: bytes, page_n
 
     decoded = PageMessage.model_validate_json(fast)
     assert decoded == model
+    assert decoded.image_base64 is not None
     assert base64.b64decode(decoded.image_base64, validate=True) == png
 
 
@@ -59,12 +60,60 @@ def test_a_page_message_with_later_optional_fields_still_reads_as_today() -> Non
             "page_number": 3,
             "image_base64": "aGVsbG8=",
             "task": "ocr",
-            "image_url": "s3://bucket/x.png",
+            "engine_hint": "fast",
         }
     )
     message = PageMessage.model_validate_json(body)
     assert (message.job_id, message.page_number, message.image_base64) == (JOB, 3, "aGVsbG8=")
+    assert message.image_url is None
     assert message.message_id == page_message_id(JOB, 3) == f"{JOB}:3"
+
+
+# Today's inline body, written out by hand: a change to the encoder must not move a byte of it.
+INLINE_BODY = (
+    b'{"job_id":"0b0e8f4e-5c1a-4f7e-9d55-3a3f1c2b7e01","page_number":12,'
+    b'"image_base64":"iVBORw0KGgo="}'
+)
+
+
+def test_an_inline_message_is_byte_for_byte_what_it_was() -> None:
+    png = b"\x89PNG\r\n\x1a\n"
+    assert encode_page_message(JOB, 12, png) == INLINE_BODY
+    tables = encode_page_message(JOB, 12, png, tables=True)
+    assert tables == INLINE_BODY[:-1] + b',"tables":true}'
+
+
+URLS = [
+    "http://127.0.0.1:8000/api/v1/page-images/x/1?expires=1&signature=ab",
+    # A presigned S3 URL: `%`, `&`, `=` and `/`, which JSON leaves as they are.
+    "https://s3.example.com/bucket/p/0b0e8f4e/1.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIA%2F20261203%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=ff",
+    # What no gateway builds, but the encoder still escapes as the model does.
+    'http://h/a"b\\c\u00e9\u2028?q=\x01',
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+@pytest.mark.parametrize("tables", [False, True])
+def test_a_url_message_is_the_models_json_byte_for_byte(url: str, tables: bool) -> None:
+    fast = encode_page_message(JOB, 7, image_url=url, tables=tables)
+    model = PageMessage(job_id=JOB, page_number=7, image_url=url, tables=tables)
+    assert fast == model.model_dump_json().encode()
+    expected: dict[str, object] = {"job_id": str(JOB), "page_number": 7, "image_url": url}
+    if tables:
+        expected["tables"] = True
+    assert orjson.loads(fast) == expected
+    assert b"image_base64" not in fast
+    decoded = PageMessage.model_validate_json(fast)
+    assert decoded == model
+    assert (decoded.image_url, decoded.image_base64) == (url, None)
+
+
+def test_the_encoder_takes_exactly_one_image() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        encode_page_message(JOB, 1)
+    with pytest.raises(ValueError, match="exactly one"):
+        encode_page_message(JOB, 1, b"png", image_url="http://h/1.png")
 
 
 @pytest.mark.parametrize(
@@ -76,6 +125,12 @@ def test_a_page_message_with_later_optional_fields_still_reads_as_today() -> Non
         {"job_id": str(JOB), "page_number": 1, "image_base64": ""},
         {"job_id": str(JOB), "page_number": 1},
         {"page_number": 1, "image_base64": "eA=="},
+        {"job_id": str(JOB), "page_number": 1, "image_base64": "eA==", "image_url": "http://h/1"},
+        {"job_id": str(JOB), "page_number": 1, "image_url": ""},
+        {"job_id": str(JOB), "page_number": 1, "image_url": "s3://bucket/1.png"},
+        {"job_id": str(JOB), "page_number": 1, "image_url": "file:///etc/passwd"},
+        {"job_id": str(JOB), "page_number": 1, "image_url": "http://h/" + "x" * 9000},
+        {"job_id": str(JOB), "page_number": 1, "image_base64": None},
     ],
 )
 def test_a_bad_page_message_is_refused(fields: dict[str, object]) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Self, get_args
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The OCR engines a worker can run (`ocr_gateway.worker.engine` builds them), named once.
 OcrEngineName = Literal["rapidocr", "tesseract"]
 OCR_ENGINES: tuple[str, ...] = get_args(OcrEngineName)
+MIN_URL_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -42,6 +43,17 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     # Prepended to every key, so that several gateways can share a bucket.
     s3_prefix: str = ""
+    # How page messages carry their image (README, "Keeping images out of the broker"):
+    # `inline` as base64 in the message; `url` as a URL the worker GETs instead: presigned by
+    # S3, or on local storage this gateway's own, signed with MESSAGE_IMAGE_URL_SECRET.
+    message_images: Literal["inline", "url"] = "inline"
+    # How long a page's URL stays valid: longer than a page may wait in the queue.
+    message_image_url_ttl_s: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    # The key of the gateway's signed page URLs (local storage, `url`): the same in the API
+    # and every dispatcher; at least 32 characters.
+    message_image_url_secret: SecretStr | None = None
+    # This gateway's base URL as workers reach it (signed page URLs); default http://HOST:PORT.
+    public_url: str | None = None
     logs_dir: Path = Path("logs")
     log_level: str = "INFO"
 
@@ -139,6 +151,9 @@ class Settings(BaseSettings):
     ocr_processes: int = Field(default=1, gt=0)
     ocr_page_timeout_s: float = Field(default=300.0, gt=0)
     ocr_stop_grace_s: float = Field(default=30.0, ge=0)
+    # A page message's `image_url`: the GET's timeout and the largest image taken.
+    image_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    image_fetch_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     run_workers: int = Field(default=1, ge=0)
 
     # Metrics (README, "Metrics"): the API serves /metrics on its own port; the dispatcher and
@@ -150,6 +165,26 @@ class Settings(BaseSettings):
     worker_metrics_port_span: int = Field(default=16, ge=1, le=1000)
     # Pages by status and the queue gauges are read at most this often, however often scraped.
     metrics_refresh_s: float = Field(default=5.0, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _signed_urls_have_a_key(self) -> Self:
+        """Page URLs on local storage are signed by the gateway: refuse to start without a key."""
+        if self.message_images == "url" and self.storage == "local":
+            secret = self.message_image_url_secret
+            if secret is None or len(secret.get_secret_value()) < MIN_URL_SECRET_CHARS:
+                raise ValueError(
+                    "OCR_GATEWAY_MESSAGE_IMAGES=url on local storage needs"
+                    f" OCR_GATEWAY_MESSAGE_IMAGE_URL_SECRET of {MIN_URL_SECRET_CHARS}+ characters"
+                )
+        return self
+
+    @property
+    def gateway_url(self) -> str:
+        """The base URL workers reach this gateway at: PUBLIC_URL, or http://HOST:PORT."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def sync_database_url(self) -> str:

@@ -3,6 +3,8 @@
 - `PageMessage` on the pages queue: `{"job_id", "page_number", "image_base64", "tables"?}`;
   fields added later (`task`, `boxes`, `image_url`, `tables`) are optional, and a message
   without them means full OCR. `"tables": true` asks the worker to find the page's tables too.
+  With `MESSAGE_IMAGES=url` the message has `image_url` (a URL to GET the PNG from) instead of
+  `image_base64`: exactly one of the two.
 - `ResultMessage` on the results queue: `{"job_id", "page_number", "status", "text", "error"?,
   "boxes"?, "tables"?}`; `tables` has the shape of `tables.model.Table`.
 
@@ -17,12 +19,21 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import pybase64
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ocr_gateway.tables.model import Table
+
+# The longest `image_url` taken (a presigned S3 URL with a session token is ~1.5 KB).
+MAX_IMAGE_URL = 8192
+
+
+def _absent(value: object) -> bool:
+    """An optional field left out of the JSON when it is not set."""
+    return value is None
 
 
 class PageMessage(BaseModel):
@@ -36,10 +47,26 @@ class PageMessage(BaseModel):
 
     job_id: uuid.UUID
     page_number: int = Field(ge=1)
-    image_base64: str = Field(min_length=1)
+    image_base64: str | None = Field(default=None, min_length=1, exclude_if=_absent)
+    # Where to GET the PNG instead (`MESSAGE_IMAGES=url`): presigned S3, or the gateway's
+    # signed page URL; it expires (MESSAGE_IMAGE_URL_TTL_S).
+    image_url: str | None = Field(default=None, max_length=MAX_IMAGE_URL, exclude_if=_absent)
     # Find the page's tables as well (a job with `extract_tables`). Left out of the JSON when
     # false, so a page that asks nothing is byte for byte what it was before.
     tables: bool = Field(default=False, exclude_if=lambda asked: not asked)
+
+    @field_validator("image_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("image_url must be an http or https URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_image(self) -> Self:
+        if (self.image_base64 is None) == (self.image_url is None):
+            raise ValueError("a page message has exactly one of image_base64 and image_url")
+        return self
 
     @property
     def message_id(self) -> str:
@@ -52,17 +79,25 @@ def page_message_id(job_id: uuid.UUID, page_number: int) -> str:
 
 
 def encode_page_message(
-    job_id: uuid.UUID, page_number: int, png: bytes, *, tables: bool = False
+    job_id: uuid.UUID,
+    page_number: int,
+    png: bytes | None = None,
+    *,
+    image_url: str | None = None,
+    tables: bool = False,
 ) -> bytes:
-    """The JSON body of `PageMessage(job_id, page_number, base64(png), tables)`, built as bytes
-    in one join: a UUID, an int and base64 need no JSON escaping, so the page body is copied
-    once. pybase64 (SIMD) encodes a page in microseconds; the standard library takes ~0.4 ms."""
-    head = b'{"job_id":"%s","page_number":%d,"image_base64":"' % (
-        str(job_id).encode("ascii"),
-        page_number,
-    )
-    tail = b'","tables":true}' if tables else b'"}'
-    return b"".join((head, pybase64.b64encode(png), tail))
+    """The JSON body of `PageMessage(job_id, page_number, base64(png) or image_url, tables)`,
+    built as bytes in one join: a UUID, an int and base64 need no JSON escaping, so the page
+    body is copied once. pybase64 (SIMD) encodes a page in microseconds; the standard library
+    takes ~0.4 ms. A URL is escaped by pydantic's own JSON encoder, as the model would be."""
+    if (png is None) == (image_url is None):
+        raise ValueError("a page message has exactly one of png and image_url")
+    head = b'{"job_id":"%s","page_number":%d,' % (str(job_id).encode("ascii"), page_number)
+    tail = b',"tables":true}' if tables else b"}"
+    if image_url is not None:
+        return b"".join((head, b'"image_url":', pydantic_core.to_json(image_url), tail))
+    assert png is not None
+    return b"".join((head, b'"image_base64":"', pybase64.b64encode(png), b'"', tail))
 
 
 class TextBox(BaseModel):

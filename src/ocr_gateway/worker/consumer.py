@@ -43,6 +43,7 @@ from ocr_gateway.messaging.contracts import PageMessage, ResultMessage
 from ocr_gateway.metrics import registry as metrics
 from ocr_gateway.metrics.server import serve_metrics
 from ocr_gateway.worker.engine import EngineUnavailable, check_engine
+from ocr_gateway.worker.images import ImageFetchFailed, PageImages
 from ocr_gateway.worker.layout import OcrOutput
 from ocr_gateway.worker.process import (
     START_TIMEOUT_S,
@@ -55,6 +56,8 @@ from ocr_gateway.worker.process import (
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
+# A page whose image URL did not answer waits this long before it goes back to the queue.
+IMAGE_RETRY_DELAY_S = 2.0
 MAX_CONNECT_BACKOFF_S = 30.0
 
 # `recognize(image_base64)`, or `recognize(image_base64, tables=True)` for a page that asks
@@ -94,6 +97,10 @@ class OcrWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._publisher: ResultPublisher | None = None
+        # A page's image: inline, or fetched from its `image_url` (worker/images.py).
+        self.images = PageImages(
+            timeout_s=settings.image_fetch_timeout_s, max_bytes=settings.image_fetch_max_bytes
+        )
         self.results = 0
         self.dead_lettered = 0
 
@@ -133,6 +140,7 @@ class OcrWorker:
             # Closing the connection hands every unacked page back to RabbitMQ.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
+            await self.images.close()
         log.info("worker stopped results=%d dead_lettered=%d", self.results, self.dead_lettered)
 
     async def _connect(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
@@ -211,11 +219,24 @@ class OcrWorker:
         )
         started = time.monotonic()
         try:
+            image_base64 = await self.images.image_base64(page)
             if page.tables:
-                output = await self.recognize(page.image_base64, tables=True)
+                output = await self.recognize(image_base64, tables=True)
             else:
-                output = await self.recognize(page.image_base64)
+                output = await self.recognize(image_base64)
             result = ResultMessage.done(page, output.text, output.boxes, output.tables)
+        except ImageFetchFailed as exc:
+            if exc.transient:
+                log.warning(
+                    "page image not fetched, page requeued job_id=%s page_number=%d: %s",
+                    page.job_id,
+                    page.page_number,
+                    exc,
+                )
+                await asyncio.sleep(IMAGE_RETRY_DELAY_S)
+                await _settle(message, message.nack(requeue=True))
+                return
+            result = ResultMessage.failed(page, str(exc))
         except WorkerLost as exc:
             if not message.redelivered:
                 # Perhaps another page crashed the pool: one more try, then a failed result.
