@@ -89,6 +89,12 @@ class ArtefactStore(abc.ABC):
         """A readable file with the object's content while the context is open (the file
         itself on disk; a temporary download on S3, removed at exit)."""
 
+    def file_path(self, key: str) -> Path | None:
+        """The file that holds `key`, for a caller that batches blocking reads on a thread of
+        its own (the dispatcher's page reader: a thread hop per read costs more than the
+        read); None where objects are not files (S3)."""
+        return None
+
     async def presigned_url(self, key: str, expires_s: int) -> str | None:
         """A URL that reads the object without credentials until it expires, or None where
         the backend has none (local disk: the gateway signs a URL of its own instead)."""

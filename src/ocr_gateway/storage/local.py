@@ -29,6 +29,9 @@ class LocalStore(ArtefactStore):
             raise ValueError(f"key {key!r} leaves the storage folder")
         return path
 
+    def file_path(self, key: str) -> Path:
+        return self._path(key)
+
     async def prepare(self) -> None:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
 
