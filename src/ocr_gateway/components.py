@@ -27,6 +27,7 @@ from ocr_gateway.rendering.mupdf import warm_up
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.results.consumer import ResultsConsumer
+from ocr_gateway.storage import ArtefactStore, open_store
 from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.keys import KeyRing
 from ocr_gateway.tenants.service import TenantService
@@ -45,6 +46,8 @@ class Components:
     sessions: SessionFactory
     broker: Broker
     storage: Storage
+    # Where every artefact lives (OCR_GATEWAY_STORAGE): local disk or S3.
+    store: ArtefactStore
     renderer: Renderer
     uploads: UploadService
     jobs: JobService
@@ -69,6 +72,8 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     """Build every component, start the background loops, and close it all in reverse."""
     storage = Storage(settings)
     await storage.prepare()
+    store = open_store(settings)
+    await store.prepare()
     engine = build_engine(settings)
     sessions = build_session_factory(engine)
     broker = Broker(settings)
@@ -84,7 +89,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
     await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
     renderer = Renderer(settings, sessions, storage, render_pool)
-    dispatcher = Dispatcher(settings, sessions, broker) if run_dispatcher else None
+    dispatcher = Dispatcher(settings, sessions, broker, store) if run_dispatcher else None
     control = DispatchControl(settings, sessions, broker, dispatcher)
     uploads = UploadService(settings, sessions, storage, renderer, inspect_pool)
     events = EventHub(settings, sessions)
@@ -95,6 +100,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         sessions=sessions,
         broker=broker,
         storage=storage,
+        store=store,
         renderer=renderer,
         uploads=uploads,
         jobs=JobService(settings, sessions, storage, renderer, control),
@@ -125,6 +131,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         render_pool.shutdown()
         inspect_pool.shutdown()
         await engine.dispose()
+        await store.close()
 
 
 def _start_background(components: Components) -> list[asyncio.Task[Any]]:

@@ -13,13 +13,14 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from ocr_gateway.core.settings import Settings
-from ocr_gateway.dispatch.bodies import Outgoing, prepare_batch
+from ocr_gateway.dispatch.bodies import Outgoing, PageBodies
 from ocr_gateway.dispatch.flow import ClaimLimits, claim_ahead, claim_limits, claim_size
 from ocr_gateway.dispatch.repository import ClaimedPage
 from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.messaging import amqp
 from ocr_gateway.messaging.amqp import PAGES_MAX_PRIORITY, Broker, queue_arguments
 from ocr_gateway.messaging.contracts import encode_page_message
+from ocr_gateway.storage.local import LocalStore
 from ocr_gateway.tasks import TASK_PRIORITY
 
 AHEAD = claim_ahead(32, 16)  # 64
@@ -61,18 +62,23 @@ def test_the_pages_queue_is_a_small_priority_queue_above_the_tasks_priority() ->
     assert "x-max-priority" not in queue_arguments("ocr.results")
 
 
-def test_prepared_bodies_keep_their_pages_priority(tmp_path: Path) -> None:
-    png = tmp_path / "1.png"
-    png.write_bytes(b"\x89PNG fake")
+async def test_prepared_bodies_keep_their_pages_priority(tmp_path: Path) -> None:
     job = uuid.uuid4()
-    batch = ClaimedPage(1, job, 1, str(png))
-    task = ClaimedPage(2, job, 2, str(png), priority=TASK_PRIORITY)
-
-    prepared = prepare_batch([task, batch])
+    png = b"\x89PNG fake"
+    for number in (1, 2):
+        (tmp_path / str(job)).mkdir(exist_ok=True)
+        (tmp_path / str(job) / f"{number}.png").write_bytes(png)
+    batch = ClaimedPage(1, job, 1, "")
+    task = ClaimedPage(2, job, 2, "", priority=TASK_PRIORITY)
+    bodies = PageBodies(Settings(files_dir=tmp_path, _env_file=None), LocalStore(tmp_path))
+    try:
+        prepared = await bodies.prepare([task, batch])
+    finally:
+        bodies.close()
 
     assert prepared == [
-        Outgoing(2, f"{job}:2", encode_page_message(job, 2, png.read_bytes()), TASK_PRIORITY),
-        Outgoing(1, f"{job}:1", encode_page_message(job, 1, png.read_bytes()), 0),
+        Outgoing(2, f"{job}:2", encode_page_message(job, 2, png), TASK_PRIORITY),
+        Outgoing(1, f"{job}:1", encode_page_message(job, 1, png), 0),
     ]
 
 

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
 
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
@@ -36,7 +35,7 @@ from ocr_gateway.dispatch.bodies import (
     PREPARE_AHEAD,
     PREPARE_BATCH,
     Outgoing,
-    prepare_batch,
+    PageBodies,
     release_bodies,
 )
 from ocr_gateway.dispatch.flow import (
@@ -52,6 +51,7 @@ from ocr_gateway.dispatch.flow import (
 from ocr_gateway.dispatch.outcomes import OutcomeRecorder, Outcomes
 from ocr_gateway.messaging.amqp import Broker, PublishFailed
 from ocr_gateway.metrics import registry as metrics
+from ocr_gateway.storage import ArtefactStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ async def _settle_despite_cancel(work: Awaitable[object]) -> None:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, sessions: SessionFactory, broker: Broker) -> None:
+    def __init__(
+        self, settings: Settings, sessions: SessionFactory, broker: Broker, store: ArtefactStore
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.broker = broker
@@ -87,7 +89,8 @@ class Dispatcher:
         # With a rate limit and an empty bucket: how long until the next page may be drawn.
         self._rate_wait = 0.0
         self._stop_requested = False
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-reader")
+        # Page bodies from the store, inline or by URL (MESSAGE_IMAGES), on a reader thread.
+        self._bodies = PageBodies(settings, store)
         self.published = 0
 
     # ------------------------------------------------------------ control
@@ -95,7 +98,7 @@ class Dispatcher:
     async def close(self) -> None:
         """Halt publishing and let the reader thread go."""
         await self.halt()
-        self._reader.shutdown(wait=False, cancel_futures=True)
+        self._bodies.close()
 
     @property
     def publishing(self) -> bool:
@@ -275,14 +278,13 @@ class Dispatcher:
     ) -> None:
         """Read and encode a batch off the loop and hand its pages to the publishers."""
         try:
-            loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._reader, prepare_batch, batch)
+            prepared = await self._bodies.prepare(batch)
             for item in prepared:
                 if isinstance(item, Outgoing):
                     await queue.put(item)
                     continue
                 page, error = item.page, item.error
-                if isinstance(error, FileNotFoundError):
+                if item.missing:
                     log.error(
                         "page image missing job_id=%s page_number=%d", page.job_id, page.page_number
                     )

@@ -23,6 +23,7 @@ from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.messaging.amqp import Broker, PagesQueueMismatch
 from ocr_gateway.metrics.server import serve_metrics
+from ocr_gateway.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ async def _serve(settings: Settings) -> int:
         # The broker logged the migration; a dispatcher must not publish into this queue.
         await engine.dispose()
         return 2
-    dispatcher = Dispatcher(settings, build_session_factory(engine), broker)
+    store = open_store(settings)
+    await store.prepare()
+    dispatcher = Dispatcher(settings, build_session_factory(engine), broker, store)
     tasks = [
         asyncio.create_task(supervise("dispatcher", dispatcher.run)),
         asyncio.create_task(supervise("dispatch listener", dispatcher.listen)),
@@ -73,5 +76,6 @@ async def _serve(settings: Settings) -> int:
         await dispatcher.close()
         await broker.close()
         await engine.dispose()
+        await store.close()
         log.info("dispatcher stopped")
     return 0
