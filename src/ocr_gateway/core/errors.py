@@ -113,6 +113,17 @@ class Conflict(GatewayError):
     kind = "conflict"
 
 
+class WrongState(Conflict):
+    """The call is not allowed in the resource's current state; the answer names that state
+    (`status`), so a client can tell what to wait for (a PATCH of boxes while OCR runs)."""
+
+    kind = "wrong_state"
+
+    def __init__(self, detail: str, *, status: str) -> None:
+        super().__init__(f"{detail} (current status: {status})")
+        self.add_fields(status=status)
+
+
 class Unauthorized(GatewayError):
     """The API key is missing, unknown or revoked (a client key on an admin route too)."""
 
