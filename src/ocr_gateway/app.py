@@ -21,6 +21,7 @@ from ocr_gateway.api import (
     jobs,
     metrics,
     monitor,
+    page_images,
     tasks,
     tenants,
     uploads,
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(images.router, prefix=API_PREFIX)
     app.include_router(images.root_router)
     app.include_router(monitor.router, prefix=API_PREFIX)
+    # Page images for OCR workers, by the signed URL in a page message (no key: the signature).
+    app.include_router(page_images.router, prefix=API_PREFIX)
     # The monitoring page at /admin/ui, beside /docs (api/monitor.py).
     install_monitor(app)
     # GET /metrics at the root, where Prometheus looks, behind the admin key (api/metrics.py).

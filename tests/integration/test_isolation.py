@@ -407,6 +407,18 @@ async def _download(world: World, job_id: str) -> None:
     assert "downloads" not in (await world.client.get(f"/jobs/{converted}", headers=world.b)).json()
 
 
+async def _signed_page_image(world: World, job_id: str) -> None:
+    """A worker's page image needs the URL's signature, which no tenant's header or key gives:
+    B, and A itself, are refused without one, and with a made-up one."""
+    path = f"/page-images/{job_id}/1"
+    forged = {"expires": "99999999999", "signature": "0" * 64}
+    for headers in (world.b, world.a):
+        for params in ({}, forged):
+            response = await world.client.get(path, headers=headers, params=params)
+            assert response.status_code == 403, (path, params, response.text)
+            assert response.json()["error"] == "forbidden"
+
+
 CHECKS: dict[tuple[str, str], Check] = {
     ("POST", "/ocrpdf"): _upload("/ocrpdf", "file", "b.pdf", lambda: blank_pdf(1)),
     ("POST", "/ocrimage"): _upload(
@@ -440,6 +452,7 @@ CHECKS: dict[tuple[str, str], Check] = {
         "/images/{image_id}/thumbnails/300x300"
     ),
     ("DELETE", "/images/{image_id}"): _image_delete,
+    ("GET", "/page-images/{job_id}/{page_number}"): _signed_page_image,
 }
 
 

@@ -19,6 +19,7 @@ from ocr_gateway.exports.service import ExportService
 from ocr_gateway.jobs.service import JobService
 from ocr_gateway.metrics.collectors import StateGauges
 from ocr_gateway.monitor.service import OverviewService
+from ocr_gateway.storage import ArtefactStore
 from ocr_gateway.tasks.service import TaskService
 from ocr_gateway.tenants.access import Caller, check_tenant_name
 from ocr_gateway.tenants.keys import KeyRing
@@ -91,6 +92,10 @@ def get_overview(request: Request) -> OverviewService:
     return OverviewService(components.settings, components.sessions, components.broker)
 
 
+def get_store(request: Request) -> ArtefactStore:
+    return _components(request).store
+
+
 def get_health_probe(request: Request) -> Components:
     """The health check looks at the database and the broker themselves."""
     return _components(request)
@@ -111,6 +116,7 @@ TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ConvertDep = Annotated[ConvertService, Depends(get_convert)]
 ThumbnailsDep = Annotated[ThumbnailService, Depends(get_thumbnails)]
 StateGaugesDep = Annotated[StateGauges, Depends(get_state_gauges)]
+StoreDep = Annotated[ArtefactStore, Depends(get_store)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
