@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aio_pika
 import httpx
@@ -19,11 +21,48 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from tests.support.gateway import delete_queues, make_settings, purge_queues
 from tests.support.launched import spawned  # noqa: F401  (a fixture)
+from tests.support.s3 import S3Server, new_bucket_name, shared_s3_server
 
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture(scope="session")
+async def s3_server() -> S3Server:
+    """A real S3-compatible server (SeaweedFS `weed mini`, tests/support/s3.py) for the whole
+    run: `.endpoint_url`, `.access_key_id`, `.secret_access_key`, `.region`; `.settings(bucket)`
+    gives the gateway's `Settings` fields for a bucket on it, `.env(bucket)` the same as
+    `OCR_GATEWAY_*` variables, `.client()` a sync botocore client for checks, and `.stop()` /
+    `.start()` an outage (objects stay on disk across it). With `OCR_GATEWAY_STORAGE=s3` the
+    session's gateway (`settings`) stores its artefacts on this same server."""
+    return await asyncio.to_thread(shared_s3_server)
+
+
+@pytest.fixture
+async def s3_bucket(s3_server: S3Server) -> AsyncIterator[str]:
+    """A throw-away bucket for one test, created empty and removed with its objects after."""
+    name = new_bucket_name()
+    client = s3_server.client()
+    await asyncio.to_thread(client.create_bucket, Bucket=name)
+    yield name
+    if s3_server.running:  # a test that stopped the server has left it stopped
+        await asyncio.to_thread(_remove_bucket, client, name)
+
+
+def _remove_bucket(client: Any, name: str) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def s3_settings(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> Settings:
+    """Settings of a gateway that stores its artefacts in `s3_bucket` (its own temp folder and
+    files folder under `tmp_path`, the session's database and queues)."""
+    return make_settings(tmp_path, **s3_server.settings(s3_bucket))
 
 
 @pytest.fixture(scope="session")

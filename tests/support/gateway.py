@@ -23,6 +23,7 @@ from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.messaging.amqp import dead_letter_queue
 from ocr_gateway.rendering.storage import Storage
+from tests.support.s3 import new_bucket_name, shared_s3_server, storage_mode
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -44,6 +45,10 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "queue_high_water": 5000,
         "_env_file": None,
     }
+    if storage_mode() == "s3" and "storage" not in overrides:
+        # OCR_GATEWAY_STORAGE=s3: this gateway's artefacts go to a bucket of its own on the
+        # run's S3 server (tests/support/s3.py), which starts at its first use.
+        values.update(shared_s3_server().settings(new_bucket_name("gateway")))
     values.update(overrides)
     return Settings(**values)
 

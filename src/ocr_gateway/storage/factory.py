@@ -9,4 +9,9 @@ from ocr_gateway.storage.local import LocalStore
 
 def open_store(settings: Settings) -> ArtefactStore:
     """A store for these settings; call `prepare()` before use and `close()` at the end."""
+    if settings.storage == "s3":
+        # Imported here: a gateway on local disk never loads aiobotocore.
+        from ocr_gateway.storage.s3 import S3Store
+
+        return S3Store.from_settings(settings)
     return LocalStore(settings.files_dir)
