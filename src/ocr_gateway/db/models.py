@@ -72,6 +72,27 @@ class PageStatus(SqlStatus):
     CANCELLED = "cancelled"
 
 
+class DetectStatus(SqlStatus):
+    """A detect-first job (`/v1/ocr/jobs`, docs/detect.md): PENDING_UPLOAD → UPLOADED →
+    DETECTING → DETECT_DONE → OCR_RUNNING → DONE, and FAILED. The words are that contract's
+    own, upper case as its clients read them."""
+
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    UPLOADED = "UPLOADED"
+    DETECTING = "DETECTING"
+    DETECT_DONE = "DETECT_DONE"
+    OCR_RUNNING = "OCR_RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class PageTask(enum.StrEnum):
+    """What a job's pages ask of the workers, besides full OCR (a job's `page_task` NULL)."""
+
+    DETECT = "detect"
+    RECOGNIZE = "recognize"
+
+
 FINISHED_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
@@ -125,6 +146,8 @@ TENANT_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 DELIVERIES_STATUS_CHECK = "ck_webhook_deliveries_status"
 CALLBACK_EVENTS_CHECK = "callback_events IN (" + ", ".join(f"'{e}'" for e in CallbackEvents) + ")"
 TEXT_LAYER_CHECK = "text_layer IN (" + ", ".join(f"'{t}'" for t in TextLayer) + ")"
+PAGE_TASK_CHECK = "page_task IN (" + ", ".join(f"'{t}'" for t in PageTask) + ")"
+DETECT_JOBS_STATUS_CHECK = "ck_detect_jobs_status"
 PAGE_SOURCE_CHECK = "source IN (" + ", ".join(f"'{t}'" for t in PageSource) + ")"
 # The jobs an identical upload may be given back: a failed or cancelled job is not reused.
 _NOT_REUSED = sql_status(JobStatus.FAILED, JobStatus.CANCELLED)
@@ -239,6 +262,9 @@ class Job(Timestamped, Base):
     text_layer: Mapped[str] = mapped_column(
         String(8), default=TextLayer.OFF, server_default=TextLayer.OFF.value
     )
+    # A detect-first job's pages are published as `detect`, then as `recognize` (with each
+    # page's `request_boxes`); NULL: full OCR.
+    page_task: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", sql("created_at DESC"), sql("job_id DESC")),
@@ -266,6 +292,7 @@ class Job(Timestamped, Base):
             postgresql_where=sql(DEDUP_LIVE_WHERE),
         ),
         CheckConstraint(TEXT_LAYER_CHECK, name="ck_jobs_text_layer"),
+        CheckConstraint(PAGE_TASK_CHECK, name="ck_jobs_page_task"),
     )
 
 
@@ -296,6 +323,9 @@ class Page(Timestamped, Base):
     )
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The boxes a `recognize` message of this page carries (`[{"id", "points", "score"?}]`),
+    # copied from the job's detect result when its recognition was asked for.
+    request_boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         UniqueConstraint("job_id", "page_number", name="uq_pages_job_page"),
@@ -508,6 +538,33 @@ class DispatchRequest(Base):
     page_number: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class DetectJob(Timestamped, Base):
+    """A detect-first job of `/v1/ocr/jobs`: its contract status and its detect result.
+
+    The row is made with the job id before any file exists (PENDING_UPLOAD); the upload makes
+    the ordinary `jobs` row with the same id (`job_ref`, which takes this row with it when the
+    job is deleted). `result_key` names the current detect result in the artefact store; a
+    replacement writes a new object (`result_version` + 1), then moves the key here.
+    """
+
+    __tablename__ = "detect_jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.name"))
+    job_ref: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.job_id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DetectStatus.PENDING_UPLOAD)
+    result_key: Mapped[str | None] = mapped_column(Text)
+    result_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        status_check(DetectStatus, DETECT_JOBS_STATUS_CHECK),
+        CheckConstraint("job_ref IS NULL OR job_ref = job_id", name="ck_detect_jobs_job_ref"),
     )
 
 
