@@ -7,18 +7,19 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install install-browser migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
 
 # OpenCV comes in several wheels that all install the same `cv2` and overwrite each other;
-# rapidocr-onnxruntime asks for opencv-python, img2table for opencv-contrib-python. The one
-# installed is opencv-contrib-python-headless (the `ocr` extra, which also lists the other
-# requirements of these two), and they are installed without their requirements. A venv made
-# before this may hold another OpenCV wheel: it is removed, and since removing it deletes the
-# shared cv2 files, the contrib wheel is reinstalled over them. Then cv2 must load, with contrib.
-OCR_NO_DEPS := 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3'
+# rapidocr-onnxruntime asks for opencv-python, rapidocr 3 for opencv-python-headless, img2table
+# for opencv-contrib-python. The one installed is opencv-contrib-python-headless (the `ocr` and
+# `rapidocr3` extras list the other requirements of these three), and they are installed without
+# their requirements. A venv made before this may hold another OpenCV wheel: it is removed, and
+# since removing it deletes the shared cv2 files, the contrib wheel is reinstalled over them.
+# Then cv2 must load, with contrib.
+OCR_NO_DEPS := 'rapidocr-onnxruntime>=1.4,<2' 'rapidocr>=3,<4' 'img2table>=2.0,<3'
 OTHER_OPENCV := opencv-python opencv-python-headless opencv-contrib-python
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ocr,tesseract,bench]' -e clients/python
+	$(BIN)/pip install --quiet -e '.[dev,ocr,rapidocr3,tesseract,tesserocr,bench]' -e clients/python
 	$(BIN)/pip install --quiet --no-deps $(OCR_NO_DEPS)
 	for wheel in $(OTHER_OPENCV); do \
 	  if $(BIN)/pip show --quiet $$wheel >/dev/null 2>&1; then \

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The OCR engines a worker can run (`ocr_gateway.worker.engine` builds them), named once.
-OcrEngineName = Literal["rapidocr", "tesseract"]
+OcrEngineName = Literal["rapidocr", "rapidocr3", "tesseract", "tesserocr"]
 OCR_ENGINES: tuple[str, ...] = get_args(OcrEngineName)
 MIN_URL_SECRET_CHARS = 32
 

@@ -1,31 +1,62 @@
 """OCR engines behind one small interface, chosen by `OCR_GATEWAY_OCR_ENGINE`.
 
-`rapidocr` (RapidOCR on onnxruntime) carries its models inside its wheel, so a worker never
-downloads anything at run time. `tesseract` drives the `tesseract` program through pytesseract
-and is there only where that program is installed. Both return line boxes in PNG pixel
-coordinates, put in reading order by `layout.to_output`.
+- `rapidocr`: RapidOCR 1.4 (`rapidocr-onnxruntime`), PP-OCRv4 on onnxruntime;
+- `rapidocr3`: RapidOCR 3 (`rapidocr`), the PP-OCRv6 models its wheel carries;
+- `tesseract`: the `tesseract` program through pytesseract (`worker/tesseract.py`);
+- `tesserocr`: Tesseract's C API in the process, no program started per page.
+
+Every engine's models ship in a wheel or a Debian package: a worker downloads nothing at run
+time, and onnxruntime's telemetry is turned off before anything can import it (`telemetry.py`).
+All return line boxes in PNG pixel coordinates, put in reading order by `layout.to_output`.
+`build_engine` loads an engine and reads a small page with it, so that its first real page
+pays for nothing (RapidOCR 3 loads its models at the first call).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import io
-import os
-import shutil
-from typing import Any, Protocol
+from ocr_gateway.worker.telemetry import disable_telemetry
 
-from PIL import Image
+disable_telemetry()  # before any engine module can import onnxruntime
 
-from ocr_gateway.core.settings import OCR_ENGINES
-from ocr_gateway.worker.layout import Box, OcrOutput, to_output
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import shutil  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
+
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from ocr_gateway.core.settings import OCR_ENGINES  # noqa: E402
+from ocr_gateway.worker.layout import Box, OcrOutput, to_output  # noqa: E402
+from ocr_gateway.worker.tesseract import (  # noqa: E402
+    TESSERACT_LANG,
+    TesseractEngine,
+    TesserocrEngine,
+    tessdata_dir,
+)
 
 # The names `OCR_GATEWAY_OCR_ENGINE` accepts: defined once, by the setting's Literal type.
 ENGINES = OCR_ENGINES
-TESSERACT_LANG = "eng"
 # RapidOCR shrinks any image whose longer side exceeds its `max_side_len` (2000 by default)
 # before detection and cuts the text lines from the shrunk image, so a 200 DPI A4 page would
 # be read at ~170 DPI. The gateway already bounds a page's pixels; read pages as rendered.
 RAPIDOCR_MAX_SIDE = 4096
+# What `build_engine` reads once, so every model is loaded before the first page.
+WARM_UP_TEXT = "Warm up 0123"
+
+__all__ = [
+    "ENGINES",
+    "TESSERACT_LANG",
+    "EngineUnavailable",
+    "OcrEngine",
+    "RapidOcr3Engine",
+    "RapidOcrEngine",
+    "TesseractEngine",
+    "TesserocrEngine",
+    "available_engines",
+    "build_engine",
+    "check_engine",
+    "open_image",
+]
 
 
 class EngineUnavailable(Exception):
@@ -84,54 +115,83 @@ class RapidOcrEngine:
         return to_output(boxes)
 
 
-class TesseractEngine:
-    """Tesseract through pytesseract: words grouped into its own lines, then ordered."""
+class RapidOcr3Engine:
+    """RapidOCR 3 (`rapidocr`) with the PP-OCRv6 small detection and recognition models and
+    the 180° line classifier that its wheel carries (`rapidocr/models/`)."""
 
-    name = "tesseract"
+    name = "rapidocr3"
 
-    def __init__(self, threads: int = 1, lang: str = TESSERACT_LANG) -> None:
-        import pytesseract
+    def __init__(self, threads: int = 1) -> None:
+        from rapidocr import RapidOCR
 
-        # Tesseract's OpenMP threads; pytesseract runs it as a child that inherits this.
-        os.environ["OMP_THREAD_LIMIT"] = str(threads)
-        self._tesseract = pytesseract
-        self._lang = lang
+        # As for RapidOCR 1.4: this process's share of the cores, pages read at full size,
+        # the line classifier off (rendered pages are upright).
+        self._ocr = RapidOCR(
+            params={
+                "Global.log_level": "warning",
+                "Global.max_side_len": RAPIDOCR_MAX_SIDE,
+                "Global.use_cls": False,
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        )
 
     def recognize(self, png: bytes) -> OcrOutput:
-        image = open_image(png)
-        # Tell Tesseract the resolution the PNG records: left to read it from the file, it
-        # misreads PyMuPDF's 199.9996 DPI and splits words (CER 0.2% → 67% on a 200 DPI page).
-        dpi = image.info.get("dpi")
-        config = f"--dpi {round(dpi[0])}" if dpi and dpi[0] >= 1 else ""
-        data: dict[str, list[Any]] = self._tesseract.image_to_data(
-            image, lang=self._lang, config=config, output_type=self._tesseract.Output.DICT
-        )
-        lines: dict[tuple[int, int, int], list[int]] = {}
-        for index, word in enumerate(data["text"]):
-            if str(word).strip():
-                key = (data["block_num"][index], data["par_num"][index], data["line_num"][index])
-                lines.setdefault(key, []).append(index)
+        pixels = _pixels(open_image(png))
+        result = self._ocr(pixels)
         boxes: list[Box] = []
-        for indexes in lines.values():
-            x0 = min(int(data["left"][i]) for i in indexes)
-            y0 = min(int(data["top"][i]) for i in indexes)
-            x1 = max(int(data["left"][i]) + int(data["width"][i]) for i in indexes)
-            y1 = max(int(data["top"][i]) + int(data["height"][i]) for i in indexes)
-            confidences = [float(data["conf"][i]) for i in indexes if float(data["conf"][i]) >= 0]
-            confidence = sum(confidences) / len(confidences) / 100 if confidences else None
-            text = " ".join(str(data["text"][i]).strip() for i in indexes)
-            boxes.append(Box(x0, y0, x1, y1, text, confidence))
+        quads = getattr(result, "boxes", None)
+        texts = getattr(result, "txts", None) or ()
+        scores = getattr(result, "scores", None) or ()
+        if quads is not None:
+            for quad, text, score in zip(quads, texts, scores, strict=False):
+                xs = [float(point[0]) for point in quad]
+                ys = [float(point[1]) for point in quad]
+                boxes.append(Box(min(xs), min(ys), max(xs), max(ys), str(text), float(score)))
         return to_output(boxes)
+
+
+def _pixels(image: Image.Image) -> Any:
+    """The page as the array OpenCV-based engines take: gray, or BGR."""
+    import numpy as np
+
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    pixels = np.asarray(image)
+    if pixels.ndim == 3:
+        pixels = np.ascontiguousarray(pixels[:, :, ::-1])  # RGB → BGR, as OpenCV expects
+    return pixels
+
+
+def warm_up_page() -> bytes:
+    """A small PNG with one line of text, at 200 DPI."""
+    image = Image.new("L", (640, 120), 255)
+    font = ImageFont.load_default(size=48)
+    ImageDraw.Draw(image).text((20, 30), WARM_UP_TEXT, fill=0, font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", dpi=(200, 200))
+    return buffer.getvalue()
+
+
+# How to install each engine, for the worker's start-up error.
+RAPIDOCR_HINT = (
+    "pip install 'ocr-gateway[ocr]' and"
+    " pip install --no-deps 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3'"
+)
+RAPIDOCR3_HINT = (
+    "pip install 'ocr-gateway[ocr,rapidocr3]' and pip install --no-deps 'rapidocr>=3,<4'"
+)
+TESSDATA_HINT = "Debian: apt-get install tesseract-ocr-eng tesseract-ocr-osd"
 
 
 def check_engine(name: str) -> None:
     """Fail early, in the worker's main process, with an install hint."""
     if name == "rapidocr":
         if importlib.util.find_spec("rapidocr_onnxruntime") is None:
-            raise EngineUnavailable(
-                "the rapidocr engine is not installed: pip install 'ocr-gateway[ocr]' and"
-                " pip install --no-deps 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3'"
-            )
+            raise EngineUnavailable(f"the rapidocr engine is not installed: {RAPIDOCR_HINT}")
+    elif name == "rapidocr3":
+        if importlib.util.find_spec("rapidocr") is None:
+            raise EngineUnavailable(f"the rapidocr3 engine is not installed: {RAPIDOCR3_HINT}")
     elif name == "tesseract":
         if importlib.util.find_spec("pytesseract") is None:
             raise EngineUnavailable(
@@ -141,6 +201,15 @@ def check_engine(name: str) -> None:
             raise EngineUnavailable(
                 "the tesseract engine needs the tesseract program on PATH "
                 "(Debian: apt-get install tesseract-ocr)"
+            )
+    elif name == "tesserocr":
+        if importlib.util.find_spec("tesserocr") is None:
+            raise EngineUnavailable(
+                "the tesserocr engine needs tesserocr: pip install 'ocr-gateway[tesserocr]'"
+            )
+        if tessdata_dir() is None:
+            raise EngineUnavailable(
+                f"the tesserocr engine needs Tesseract's {TESSERACT_LANG} models ({TESSDATA_HINT})"
             )
     else:
         raise EngineUnavailable(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINES)}")
@@ -158,9 +227,19 @@ def available_engines() -> list[str]:
     return found
 
 
-def build_engine(name: str, threads: int = 1) -> OcrEngine:
-    """The engine named by the setting; models load here, once per OCR process."""
+def build_engine(name: str, threads: int = 1, *, warm: bool = True) -> OcrEngine:
+    """The engine named by the setting; models load here, once per OCR process, and (`warm`)
+    a small page is read so that nothing is left to load at the first real page."""
     check_engine(name)
+    engine: OcrEngine
     if name == "tesseract":
-        return TesseractEngine(threads)
-    return RapidOcrEngine(threads)
+        engine = TesseractEngine(threads)
+    elif name == "tesserocr":
+        engine = TesserocrEngine(threads)
+    elif name == "rapidocr3":
+        engine = RapidOcr3Engine(threads)
+    else:
+        engine = RapidOcrEngine(threads)
+    if warm:
+        engine.recognize(warm_up_page())
+    return engine
