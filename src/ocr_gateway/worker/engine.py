@@ -21,6 +21,8 @@ disable_telemetry()  # before any engine module can import onnxruntime
 import importlib.util  # noqa: E402
 import io  # noqa: E402
 import shutil  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any, Protocol  # noqa: E402
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
@@ -113,6 +115,55 @@ class RapidOcrEngine:
             ys = [float(point[1]) for point in quad]
             boxes.append(Box(min(xs), min(ys), max(xs), max(ys), str(text), float(score)))
         return to_output(boxes)
+
+    # Detection alone and recognition alone (`worker/regions.py`, its `RegionEngine`). The
+    # flags are passed on every call: RapidOCR keeps the ones given to its constructor.
+
+    def detect_regions(self, png: bytes) -> DetectedRegions:
+        """The page's text boxes, four corners each, without reading them. RapidOCR 1.x does
+        not hand out its detector's box scores: each score is None."""
+        pixels = _bgr(open_image(png))
+        height, width = pixels.shape[:2]
+        quads, _elapsed = self._ocr(pixels, use_det=True, use_cls=False, use_rec=False)
+        found: list[tuple[list[list[float]], float | None]] = [
+            ([[float(x), float(y)] for x, y in quad], None) for quad in quads or []
+        ]
+        return DetectedRegions(width=width, height=height, boxes=found)
+
+    def recognize_regions(
+        self, png: bytes, quads: Sequence[Sequence[Sequence[float]]]
+    ) -> list[tuple[str, float]]:
+        """The text and confidence of each box, in the order given, without detection: each
+        box is cropped by RapidOCR's own perspective crop (`get_crop_img_list`, which turns
+        a box standing upright on its side) and read by its recognition model."""
+        import numpy as np
+
+        if not quads:
+            return []
+        pixels = _bgr(open_image(png))
+        crops = self._ocr.get_crop_img_list(
+            pixels, [np.array(quad, dtype=np.float32) for quad in quads]
+        )
+        read, _elapsed = self._ocr.text_rec(crops, False)
+        return [(str(text), float(score)) for text, score, *_ in read]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedRegions:
+    """What detection alone found: the page image's size, and each box's four corners
+    (clockwise from the top left, in its pixels) with the detector's score (None: not given)."""
+
+    width: int
+    height: int
+    boxes: list[tuple[list[list[float]], float | None]]
+
+
+def _bgr(image: Image.Image) -> Any:
+    """The page as three-channel BGR pixels, which the crops and the recognizer take."""
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(pixels[:, :, ::-1])
 
 
 class RapidOcr3Engine:

@@ -72,6 +72,13 @@ def engine_name() -> str:
     return _engine.name
 
 
+def loaded_engine() -> OcrEngine:
+    """This OCR process's engine (for the `detect` and `recognize` tasks, worker/regions.py)."""
+    if _engine is None:
+        raise RuntimeError("the OCR engine was not initialised")
+    return _engine
+
+
 def recognize_page(image_base64: str, tables: bool = False) -> OcrOutput:
     """Decode the page message's image and OCR it; with `tables`, find its tables too.
 
