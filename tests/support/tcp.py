@@ -19,9 +19,10 @@ READ_TIMEOUT_S = 30.0
 
 
 @contextlib.asynccontextmanager
-async def served(app: ASGIApp) -> AsyncIterator[int]:
-    """Serve `app` on 127.0.0.1 (its lifespan already running elsewhere); yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+async def served(app: ASGIApp, port: int = 0) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1 (its lifespan already running elsewhere), on `port` or a free
+    one; yields the port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
