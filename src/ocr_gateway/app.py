@@ -15,6 +15,7 @@ from ocr_gateway.api import (
     admin,
     batches,
     convert,
+    detect,
     exports,
     health,
     images,
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(convert.router, prefix=API_PREFIX)
+    # The detect-first contract's own root paths, `/v1/ocr/jobs` (docs/detect.md).
+    app.include_router(detect.router)
     # The paths that clients of the Celery-based OCR API call, with the same handlers; the
     # OpenAPI document lists these operations once, under /api/v1 (`tasks.root_router`).
     app.include_router(tasks.root_router)

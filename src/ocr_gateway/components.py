@@ -16,6 +16,7 @@ from ocr_gateway.core.process_pool import IsolatedPool, ProcessPool, lower_prior
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.core.tasks import cancel_all, every, supervise
 from ocr_gateway.db.engine import SessionFactory, build_engine, build_session_factory
+from ocr_gateway.detect.service import DetectService
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.dispatch.dispatcher import Dispatcher
 from ocr_gateway.events.hub import EventHub
@@ -61,6 +62,7 @@ class Components:
     tasks: TaskService
     convert: ConvertService
     thumbnails: ThumbnailService
+    detect: DetectService
     dispatcher: Dispatcher | None
     # The /metrics gauges read from PostgreSQL and RabbitMQ (at most every few seconds).
     metrics: StateGauges
@@ -95,6 +97,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     events = EventHub(settings, sessions)
     thumbnails = ThumbnailService(settings, sessions, storage, uploads, render_pool)
     await thumbnails.prepare()
+    detect = DetectService(settings, sessions, storage, store, uploads)
     components = Components(
         settings=settings,
         sessions=sessions,
@@ -105,7 +108,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         uploads=uploads,
         jobs=JobService(settings, sessions, storage, renderer, control),
         control=control,
-        consumer=ResultsConsumer(settings, sessions, broker),
+        consumer=ResultsConsumer(settings, sessions, broker, after_result=detect.after_result),
         events=events,
         exports=ExportService(settings, sessions, storage, render_pool),
         keys=KeyRing(settings, sessions),
@@ -114,6 +117,7 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         tasks=TaskService(settings, sessions, storage, uploads, events),
         convert=ConvertService(settings, sessions, storage, uploads, render_pool),
         thumbnails=thumbnails,
+        detect=detect,
         dispatcher=dispatcher,
         metrics=StateGauges(settings, sessions, broker),
     )

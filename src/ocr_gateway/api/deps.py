@@ -13,6 +13,7 @@ from ocr_gateway.components import Components
 from ocr_gateway.convert.service import ConvertService
 from ocr_gateway.core.errors import Forbidden, Unauthorized
 from ocr_gateway.core.settings import Settings
+from ocr_gateway.detect.service import DetectService
 from ocr_gateway.dispatch.control import DispatchControl
 from ocr_gateway.events.hub import EventHub
 from ocr_gateway.exports.service import ExportService
@@ -92,6 +93,10 @@ def get_overview(request: Request) -> OverviewService:
     return OverviewService(components.settings, components.sessions, components.broker)
 
 
+def get_detect(request: Request) -> DetectService:
+    return _components(request).detect
+
+
 def get_store(request: Request) -> ArtefactStore:
     return _components(request).store
 
@@ -117,6 +122,7 @@ ConvertDep = Annotated[ConvertService, Depends(get_convert)]
 ThumbnailsDep = Annotated[ThumbnailService, Depends(get_thumbnails)]
 StateGaugesDep = Annotated[StateGauges, Depends(get_state_gauges)]
 StoreDep = Annotated[ArtefactStore, Depends(get_store)]
+DetectDep = Annotated[DetectService, Depends(get_detect)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")

@@ -122,7 +122,14 @@ class PageBodies:
             except OSError as exc:
                 prepared.append(Unreadable(page, exc))
                 continue
-            body = encode_page_message(page.job_id, page.page_number, png, tables=page.tables)
+            body = encode_page_message(
+                page.job_id,
+                page.page_number,
+                png,
+                tables=page.tables,
+                task=page.task,
+                boxes=page.boxes,
+            )
             prepared.append(_outgoing(page, body))
         return prepared
 
@@ -142,7 +149,12 @@ class PageBodies:
                 continue
             url = self.signer.url(page.job_id, page.page_number, expires=expires)
             body = encode_page_message(
-                page.job_id, page.page_number, image_url=url, tables=page.tables
+                page.job_id,
+                page.page_number,
+                image_url=url,
+                tables=page.tables,
+                task=page.task,
+                boxes=page.boxes,
             )
             prepared.append(_outgoing(page, body))
         return prepared
@@ -163,7 +175,14 @@ class PageBodies:
             return Unreadable(page, exc)
         if url is None:
             return Unreadable(page, RuntimeError(f"the {self.store.backend} store signs no URL"))
-        body = encode_page_message(page.job_id, page.page_number, image_url=url, tables=page.tables)
+        body = encode_page_message(
+            page.job_id,
+            page.page_number,
+            image_url=url,
+            tables=page.tables,
+            task=page.task,
+            boxes=page.boxes,
+        )
         return _outgoing(page, body)
 
 
@@ -178,7 +197,14 @@ def _encode_fetched(
         elif isinstance(png, BaseException):
             raise png
         else:
-            body = encode_page_message(page.job_id, page.page_number, png, tables=page.tables)
+            body = encode_page_message(
+                page.job_id,
+                page.page_number,
+                png,
+                tables=page.tables,
+                task=page.task,
+                boxes=page.boxes,
+            )
             prepared.append(_outgoing(page, body))
     return prepared
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,7 @@ from ocr_gateway.dispatch.schemas import MAX_JOB_PRIORITY
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs.repository import lock_job, refresh_job_progress
+from ocr_gateway.messaging.contracts import DEFAULT_TASK, PageTask, RegionBox
 from ocr_gateway.tasks import TASK_PRIORITY
 
 NOTIFY_CHANNEL = "ocr_gateway_dispatch"
@@ -155,6 +157,10 @@ class ClaimedPage:
     priority: int = 0
     # The page's job searches its pages for tables: the message asks the worker for them.
     tables: bool = False
+    # What the message asks (the job's `page_task`: detect or recognize, else full OCR), and
+    # for `recognize` the boxes it carries (the page's `request_boxes`).
+    task: PageTask = DEFAULT_TASK
+    boxes: list[RegionBox] | None = None
 
 
 # A page a start covers, unless its job was cancelled (`pp` is the page).
@@ -237,14 +243,32 @@ _CLAIM_UPDATE = f"""
            publish_attempts = p.publish_attempts + 1,
            updated_at = now()"""
 
-# What a claim returns of each page (`p`), its job's `extract_tables` read by primary key.
+# What a claim returns of each page (`p`), its job's `extract_tables` and `page_task` read by
+# primary key.
 _CLAIMED_COLUMNS = """p.id, p.job_id, p.page_number, p.path, p.tenant, p.priority,
-                   (SELECT j.extract_tables FROM jobs j WHERE j.job_id = p.job_id) AS tables"""
+                   (SELECT j.extract_tables FROM jobs j WHERE j.job_id = p.job_id) AS tables,
+                   (SELECT j.page_task FROM jobs j WHERE j.job_id = p.job_id) AS task,
+                   p.request_boxes"""
 
 
 def _claimed(row: Any) -> ClaimedPage:
+    task: PageTask = row.task or DEFAULT_TASK
+    boxes = None
+    if task == "recognize":
+        asked = row.request_boxes
+        if isinstance(asked, str | bytes):
+            asked = orjson.loads(asked)
+        boxes = [RegionBox.model_validate(box) for box in asked or []]
     return ClaimedPage(
-        row.id, row.job_id, row.page_number, row.path, row.tenant, row.priority, row.tables
+        row.id,
+        row.job_id,
+        row.page_number,
+        row.path,
+        row.tenant,
+        row.priority,
+        row.tables,
+        task,
+        boxes,
     )
 
 
@@ -370,7 +394,8 @@ async def claim_fair_pages(
                      WHERE p.id = c.id
                  RETURNING {_CLAIMED_COLUMNS}, c.turn
                 )
-                SELECT id, job_id, page_number, path, tenant, priority, tables
+                SELECT id, job_id, page_number, path, tenant, priority, tables, task,
+                       request_boxes
                   FROM claimed ORDER BY turn, id
                 """
             ),

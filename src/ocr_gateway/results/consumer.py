@@ -14,7 +14,7 @@ from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.messaging.amqp import Broker, declare_queue
 from ocr_gateway.messaging.contracts import ResultMessage
 from ocr_gateway.monitor.throughput import ThroughputRecorder
-from ocr_gateway.results.service import ResultOutcome, store_result
+from ocr_gateway.results.service import AfterResult, ResultOutcome, store_result
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,19 @@ RETRY_DELAY_S = 1.0
 
 
 class ResultsConsumer:
-    def __init__(self, settings: Settings, sessions: SessionFactory, broker: Broker) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionFactory,
+        broker: Broker,
+        *,
+        after_result: AfterResult | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.broker = broker
+        # What a result does to a detect-first job, in the result's own transaction.
+        self.after_result = after_result
         self.handled = 0
         # Pages per worker and minute, for the monitoring page.
         self.throughput = ThroughputRecorder(sessions)
@@ -63,7 +72,7 @@ class ResultsConsumer:
             await message.reject(requeue=False)
             return
         try:
-            outcome = await store_result(self.sessions, result)
+            outcome = await store_result(self.sessions, result, after=self.after_result)
         except Exception as exc:
             # The DB is unreachable or refused the write: leave the message to the broker.
             log.warning(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import PageStatus
@@ -16,6 +20,10 @@ from ocr_gateway.results import repository as repo
 
 log = logging.getLogger(__name__)
 
+# Called in a stored result's transaction, under its job's row lock, with the job's status
+# after the recount: a detect-first job moves on here (detect/service.py, `after_result`).
+AfterResult = Callable[[AsyncSession, uuid.UUID, str | None], Awaitable[None]]
+
 
 class ResultOutcome(enum.StrEnum):
     STORED = "stored"
@@ -23,7 +31,9 @@ class ResultOutcome(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-async def store_result(sessions: SessionFactory, result: ResultMessage) -> ResultOutcome:
+async def store_result(
+    sessions: SessionFactory, result: ResultMessage, *, after: AfterResult | None = None
+) -> ResultOutcome:
     """Write the page's text and status, then recount its job under the job's row lock.
 
     The lock serialises results of one job, so `completed_pages` is always the exact number of
@@ -59,6 +69,8 @@ async def store_result(sessions: SessionFactory, result: ResultMessage) -> Resul
             session, result.job_id, page_event, page_number=result.page_number
         )
         await events_repo.record_status_change(session, result.job_id, before, status)
+        if after is not None:
+            await after(session, result.job_id, status)
     metrics.RESULTS_STORED.labels(status=result.status).inc()
     if changed.queued_age_s is not None:
         metrics.RESULT_AGE.observe(max(0.0, changed.queued_age_s))

@@ -39,7 +39,7 @@ from ocr_gateway.messaging.amqp import (
     publish_confirmed,
     reopen_if_closed,
 )
-from ocr_gateway.messaging.contracts import PageMessage, ResultMessage
+from ocr_gateway.messaging.contracts import DEFAULT_TASK, PageMessage, ResultMessage
 from ocr_gateway.metrics import registry as metrics
 from ocr_gateway.metrics.server import serve_metrics
 from ocr_gateway.worker.engine import EngineUnavailable, check_engine
@@ -52,6 +52,7 @@ from ocr_gateway.worker.process import (
     ocr_pool,
     recognize_page,
 )
+from ocr_gateway.worker.regions import region_task_page
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ IMAGE_RETRY_DELAY_S = 2.0
 MAX_CONNECT_BACKOFF_S = 30.0
 
 # `recognize(image_base64)`, or `recognize(image_base64, tables=True)` for a page that asks
-# for its tables too (a plain one-argument function serves workers that never get those).
+# for its tables too, or `recognize(image_base64, task=..., boxes=...)` for a `detect` or
+# `recognize` page (a plain one-argument function serves workers that never get those).
 Recognize = Callable[..., Awaitable[OcrOutput]]
 
 
@@ -220,7 +222,11 @@ class OcrWorker:
         started = time.monotonic()
         try:
             image_base64 = await self.images.image_base64(page)
-            if page.tables:
+            if page.task != DEFAULT_TASK:
+                # Detection alone, or recognition of the boxes carried (worker/regions.py).
+                asked = None if page.boxes is None else [b.model_dump() for b in page.boxes]
+                output = await self.recognize(image_base64, task=page.task, boxes=asked)
+            elif page.tables:
                 output = await self.recognize(image_base64, tables=True)
             else:
                 output = await self.recognize(image_base64)
@@ -341,11 +347,21 @@ async def _serve(settings: Settings) -> int:
         # (README, "Metrics": one port per worker, served by its main process).
         ocr_seconds = metrics.OCR_SECONDS.labels(engine=settings.ocr_engine)
 
-        async def recognize(image_base64: str, tables: bool = False) -> OcrOutput:
+        async def recognize(
+            image_base64: str,
+            tables: bool = False,
+            task: str = DEFAULT_TASK,
+            boxes: list[dict[str, Any]] | None = None,
+        ) -> OcrOutput:
             started = time.perf_counter()
-            output = await pool.run(
-                recognize_page, image_base64, tables, timeout=settings.ocr_page_timeout_s
-            )
+            if task != DEFAULT_TASK:
+                output = await pool.run(
+                    region_task_page, task, image_base64, boxes, timeout=settings.ocr_page_timeout_s
+                )
+            else:
+                output = await pool.run(
+                    recognize_page, image_base64, tables, timeout=settings.ocr_page_timeout_s
+                )
             ocr_seconds.observe(time.perf_counter() - started)
             return output
 
