@@ -9,6 +9,7 @@ RabbitMQ to redeliver). Each gets one SIGTERM and is killed only after its own g
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from ocr_gateway.core.logging import FORMAT, DailyFileHandler
@@ -33,6 +34,11 @@ KILL_AFTER_S = 10.0
 def run_gateway(settings: Settings, *, host: str, port: int, workers: int) -> int:
     """Run the gateway's processes until SIGTERM, SIGINT or SIGHUP; returns the exit code."""
     _log_to_console_and_file(settings)
+    if settings.public_url is None:
+        # The dispatcher signs page URLs for this API (MESSAGE_IMAGES=url): the children
+        # inherit the address it really listens on, which --host and --port may have changed.
+        listening = settings.model_copy(update={"host": host, "port": port})
+        os.environ["OCR_GATEWAY_PUBLIC_URL"] = listening.gateway_url
     supervisor: Supervisor[Child] = Supervisor()
     supervisor.add(
         "API",
