@@ -47,6 +47,7 @@ from bench.sections import (
     events,
     exports,
     flow,
+    message_images,
     metrics,
     publish,
     render,
@@ -75,6 +76,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in tables.table_rows(plan)})
     rows.update({row.key: row for row in convert.convert_rows(plan)})
     rows.update({row.key: row for row in metrics.metrics_rows(plan)})
+    rows.update({row.key: row for row in message_images.message_image_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -168,6 +170,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 16 in wanted:
             # The section starts its own service, with the dispatcher's metrics port.
             await guarded(16, None, lambda: metrics.run(ctx, rows))
+        if 17 in wanted:
+            # The section starts its services itself: inline and url, alternating.
+            await guarded(17, None, lambda: message_images.run(ctx, rows))
     except Exception as exc:
         failures += 1
         traceback.print_exc()

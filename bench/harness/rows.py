@@ -185,6 +185,7 @@ SECTION_ROWS = {
     14: ("14a", "14b", "14c", "14d", "14e", "14f", "14g"),  # by bench.sections.tables
     15: ("15a", "15b", "15c", "15d"),  # rows made by bench.sections.convert
     16: ("16a", "16f", "16b", "16c", "16d", "16e"),  # rows made by bench.sections.metrics
+    17: ("17a", "17b", "17c", "17d"),  # rows made by bench.sections.message_images
 }
 
 

@@ -59,7 +59,9 @@ class Service:
 
     def _spawn(self) -> None:
         self.port = free_port()
-        env = self.ctx.service_env(self.overrides)
+        # The dispatcher's signed page URLs (MESSAGE_IMAGES=url) name this API's address.
+        public = {"OCR_GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{self.port}"}
+        env = self.ctx.service_env({**public, **self.overrides})
         command = str(self.ctx.bin / "ocr-gateway")
         with open(self.log_path, "ab") as output:
             self.proc = subprocess.Popen(
