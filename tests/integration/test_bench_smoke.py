@@ -33,6 +33,7 @@ ROWS = [
     *("14a", "14b", "14c", "14d", "14e", "14f", "14g"),
     *("15a", "15b", "15c", "15d"),
     *("16a", "16f", "16b", "16c", "16d", "16e"),
+    *("17a", "17b", "17c", "17d"),
 ]
 # The quick run of every section, 11 (OCR with a real worker and a Celery anchor), 13 and 14
 # (OCR of sample pages and tables) included: about 7 min on a quiet 2-core machine.
