@@ -53,9 +53,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
         async with open_components(settings, run_dispatcher=run_dispatcher) as components:
             app.state.components = components
             log.info(
-                "ocr-gateway %s started files=%s render_workers=%d dpi=%d dispatcher=%s",
+                "ocr-gateway %s started storage=%s render_workers=%d dpi=%d dispatcher=%s",
                 __version__,
-                components.storage.files_dir,
+                components.store,
                 settings.render_workers,
                 settings.render_dpi,
                 "in this process" if components.dispatcher is not None else "its own process",

@@ -90,12 +90,12 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
     inspect_pool = IsolatedPool("inspect", settings.inspect_workers)
     # Warm up with a function of the rendering module, so PyMuPDF is loaded before use.
     await asyncio.gather(render_pool.start(warm_up), inspect_pool.start(warm_up))
-    renderer = Renderer(settings, sessions, storage, render_pool)
+    renderer = Renderer(settings, sessions, storage, store, render_pool)
     dispatcher = Dispatcher(settings, sessions, broker, store) if run_dispatcher else None
     control = DispatchControl(settings, sessions, broker, dispatcher)
     uploads = UploadService(settings, sessions, storage, renderer, inspect_pool)
     events = EventHub(settings, sessions)
-    thumbnails = ThumbnailService(settings, sessions, storage, uploads, render_pool)
+    thumbnails = ThumbnailService(settings, sessions, storage, store, uploads, render_pool)
     await thumbnails.prepare()
     detect = DetectService(settings, sessions, storage, store, uploads)
     components = Components(
@@ -106,16 +106,16 @@ async def open_components(settings: Settings, *, run_dispatcher: bool) -> AsyncI
         store=store,
         renderer=renderer,
         uploads=uploads,
-        jobs=JobService(settings, sessions, storage, renderer, control),
+        jobs=JobService(settings, sessions, storage, store, renderer, control),
         control=control,
         consumer=ResultsConsumer(settings, sessions, broker, after_result=detect.after_result),
         events=events,
-        exports=ExportService(settings, sessions, storage, render_pool),
+        exports=ExportService(settings, sessions, storage, store, render_pool),
         keys=KeyRing(settings, sessions),
         tenants=TenantService(settings, sessions),
         webhooks=WebhookSender(settings, sessions),
         tasks=TaskService(settings, sessions, storage, uploads, events),
-        convert=ConvertService(settings, sessions, storage, uploads, render_pool),
+        convert=ConvertService(settings, sessions, storage, store, uploads, render_pool),
         thumbnails=thumbnails,
         detect=detect,
         dispatcher=dispatcher,

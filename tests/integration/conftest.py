@@ -19,6 +19,7 @@ from ocr_gateway.app import create_app
 from ocr_gateway.components import Components
 from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
+from ocr_gateway.storage.cleanup import delete_all_job_artefacts
 from tests.support.gateway import delete_queues, make_settings, purge_queues
 from tests.support.launched import spawned  # noqa: F401  (a fixture)
 from tests.support.s3 import S3Server, new_bucket_name, shared_s3_server
@@ -121,7 +122,7 @@ async def clean_state(services: Components) -> AsyncIterator[None]:
     for job_id in services.renderer.rendering_job_ids:
         await services.renderer.cancel_render(job_id)
     await _truncate(services)
-    await services.storage.remove_all_job_dirs()
+    await delete_all_job_artefacts(services.store)
     # A render cancelled above keeps its upload for a resume; its job is gone with the TRUNCATE.
     await services.storage.remove_orphan_uploads(set(), 0)
     await purge_queues(services.settings)

@@ -14,11 +14,12 @@ from sqlalchemy import text
 from ocr_gateway.app import create_app
 from ocr_gateway.components import Components
 from ocr_gateway.messaging.amqp import queue_depth
-from ocr_gateway.rendering.storage import IMAGES_DIR
+from ocr_gateway.storage.keys import job_of
 from tests.support.documents import blank_pdf
 from tests.support.gateway import make_settings
 from tests.support.http import job_detail, upload, wait_rendered
 from tests.support.routes import schema_operation_count
+from tests.support.stored import job_names
 from tests.support.waiting import wait_until
 
 
@@ -60,13 +61,13 @@ async def test_delete_page_excludes_it_and_completes_the_job_without_it(
     accepted = await upload(client, "three.pdf", blank_pdf(3))
     job_id = accepted["job_id"]
     job = await wait_rendered(client, job_id)
-    page_two = Path(job["pages"][1]["path"])
-    assert page_two.exists()
+    page_two = job["pages"][1]["path"]
+    assert await services.store.exists(page_two)
 
     response = await client.delete(f"/admin/delete/job/{job_id}/page/2")
     assert response.status_code == 200
     assert response.json() == {"deleted": "page", "job_id": job_id, "page_number": 2}
-    assert not page_two.exists()
+    assert not await services.store.exists(page_two)
     job = await job_detail(client, job_id)
     assert job["excluded_pages"] == [2]
     assert [p["page_number"] for p in job["pages"]] == [1, 3]
@@ -92,12 +93,11 @@ async def test_delete_job_removes_folder_and_rows(
     accepted = await upload(client, "two.pdf", blank_pdf(2))
     job_id = accepted["job_id"]
     await wait_rendered(client, job_id)
-    folder = services.settings.files_dir / job_id
-    assert folder.is_dir()
+    assert await job_names(services, job_id) == ["1.png", "2.png"]
 
     response = await client.delete(f"/admin/delete/job/{job_id}")
     assert response.status_code == 200
-    assert not folder.exists()
+    assert await job_names(services, job_id) == []
     assert (await client.get(f"/admin/job/{job_id}")).status_code == 404
     assert (await client.delete(f"/admin/delete/job/{job_id}")).status_code == 404
     async with services.sessions() as session:
@@ -126,9 +126,8 @@ async def test_delete_all_jobs_clears_files_rows_and_queue(
         return jobs == 0 and depth == 0
 
     await wait_until(all_gone)
-    # files/images/ holds /images uploads, which are no jobs: deleting every job leaves them.
-    kept = {".gitignore", IMAGES_DIR}
-    leftovers = [p for p in services.settings.files_dir.iterdir() if p.name not in kept]
+    # images/ holds /images uploads, which are no jobs: deleting every job leaves them.
+    leftovers = [key for key in await services.store.list_keys("") if job_of(key) is not None]
     assert leftovers == []
 
 

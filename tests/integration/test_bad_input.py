@@ -26,8 +26,8 @@ from PIL import Image, PngImagePlugin
 from sqlalchemy import text
 
 from ocr_gateway.components import Components
-from ocr_gateway.rendering.storage import IMAGES_DIR
 from tests.support.documents import sample
+from tests.support.stored import job_artefact, page_numbers
 from tests.support.waiting import wait_until
 
 BOUNDARY = "ocr-gateway-test-7d1f0c"
@@ -231,12 +231,10 @@ async def assert_accepted(
     assert job["total_page_number"] == pages
     assert job["rendered_pages"] == pages
     assert job["filename"] == accepted["filename"]
-    job_dir = services.storage.job_dir(uuid.UUID(accepted["job_id"]))
-    assert sorted(p.name for p in job_dir.iterdir()) == sorted(
-        f"{n}.png" for n in range(1, pages + 1)
-    )
+    assert await page_numbers(services, accepted["job_id"]) == list(range(1, pages + 1))
     for n in range(1, pages + 1):
-        assert (job_dir / f"{n}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        png = await job_artefact(services, accepted["job_id"], f"{n}.png")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
     return job
 
 
@@ -604,7 +602,7 @@ async def test_hostile_filename_is_stored_as_harmless_text(
     # Nothing was written anywhere but files/<job_id>/ (the temp upload is gone again).
     files_dir = services.settings.files_dir
     job_id = job["job_id"]
-    kept = {".gitignore", IMAGES_DIR}  # files/images/ holds /images uploads, no job
+    kept = {".gitignore", "images"}  # files/images/ holds /images uploads, no job
     assert [p.name for p in files_dir.iterdir() if p.name not in kept] == [job_id]
     assert stored_paths(services) - before == {files_dir / job_id, files_dir / job_id / "1.png"}
     tmp_root = files_dir.parent

@@ -23,6 +23,7 @@ from ocr_gateway.messaging.amqp import queue_depth
 from tests.support.documents import blank_pdf
 from tests.support.http import upload, wait_rendered
 from tests.support.results import done, send_result
+from tests.support.stored import job_names
 from tests.support.tcp import served
 from tests.support.waiting import wait_until
 
@@ -254,7 +255,7 @@ async def test_delete_ends_the_stream_with_job_deleted(
     assert seen == ["job.snapshot", "job.deleted"]
     assert (await client.delete(f"/jobs/{job_id}")).status_code == 404
     assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 404
-    assert not services.storage.job_dir(uuid.UUID(job_id)).exists()
+    assert await job_names(services, job_id) == []
 
 
 async def test_a_reader_that_goes_away_leaves_nothing_behind(

@@ -30,6 +30,7 @@ from tests.support.documents import blank_pdf, sample
 from tests.support.gateway import drain, isolated_gateway
 from tests.support.http import wait_for_job, wait_rendered
 from tests.support.results import done, send_result
+from tests.support.stored import job_names
 from tests.support.tables import TABLES, draw_table_png, ruled_pages, table_pdf
 from tests.support.waiting import wait_until
 from tests.support.worker import LogLineMissing, worker_process
@@ -242,11 +243,11 @@ async def test_a_done_job_lists_its_workbook_which_downloads_as_xlsx(
     assert book["report p2 text"]["A1"].value == "only text"
 
     # Built once and kept next to the pages: a second download is the same file.
-    kept = list(Path(services.storage.job_dir(uuid.UUID(job_id))).glob("tables-*.xlsx"))
-    assert len(kept) == 1
+    kept = [name for name in await job_names(services, job_id) if name.startswith("tables-")]
+    assert len(kept) == 1 and kept[0].endswith(".xlsx")
     again = await client.get(f"/download/{file_id}")
     assert again.content == response.content
-    assert list(Path(services.storage.job_dir(uuid.UUID(job_id))).glob("tables-*.xlsx")) == kept
+    assert [n for n in await job_names(services, job_id) if n.startswith("tables-")] == kept
 
     # Deleting the job forgets its download.
     assert (await client.delete(f"/jobs/{job_id}")).status_code == 200

@@ -18,6 +18,7 @@ from tests.support.documents import blank_pdf
 from tests.support.gateway import Gateway, drain, isolated_gateway, page_counts, seed_pages
 from tests.support.http import job_detail, upload, wait_rendered
 from tests.support.proxy import FaultProxy
+from tests.support.stored import page_numbers
 from tests.support.waiting import wait_until
 
 
@@ -200,8 +201,8 @@ async def test_purge_queue_returns_queued_pages_to_pending(
 
     await wait_until(back_to_pending)
     assert await queue_depth(channel, services.settings.pages_queue) == 0
-    files = sorted(p.name for p in (services.settings.files_dir / job_id).iterdir())
-    assert len(files) == 5, "publishing and purging never delete page files"
+    files = await page_numbers(services, job_id)
+    assert files == [1, 2, 3, 4, 5], "publishing and purging never delete page files"
 
     assert (await client.post(f"/admin/start/{job_id}")).status_code == 202
     await wait_until(all_queued)

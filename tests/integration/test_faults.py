@@ -217,7 +217,7 @@ async def test_disk_full_while_writing_pngs_fails_the_job_cleanly(tmp_path: Path
             assert "no space left" in job["error"]
             assert list(files_dir.rglob("*.part")) == [], "no partial file left"
             for page in job["pages"]:
-                assert Path(page["path"]).stat().st_size > 0
+                assert (files_dir / page["path"]).stat().st_size > 0
             health = await gateway.client.get("/health")
             assert health.json()["status"] == "ok", "the service stays up"
             deleted = await gateway.client.delete(f"/admin/delete/job/{accepted['job_id']}")

@@ -20,6 +20,7 @@ from tests.support.documents import sample
 from tests.support.gateway import drain
 from tests.support.http import job_detail, upload, wait_rendered
 from tests.support.results import send_result
+from tests.support.stored import job_artefact, page_numbers
 from tests.support.waiting import wait_until
 
 
@@ -34,8 +35,7 @@ async def test_geotopo_renders_117_pngs_and_publishes_117_messages(
     job_id = accepted["job_id"]
 
     job = await wait_rendered(client, job_id)
-    job_dir = Path(services.settings.files_dir) / job_id
-    assert sorted(int(p.stem) for p in job_dir.glob("*.png")) == list(range(1, 118))
+    assert await page_numbers(services, job_id) == list(range(1, 118))
     assert [p["page_number"] for p in job["pages"]] == list(range(1, 118))
     assert all(p["status"] == "pending" for p in job["pages"])
 
@@ -70,8 +70,8 @@ async def test_geotopo_renders_117_pngs_and_publishes_117_messages(
         page = document[message["page_number"] - 1]
         assert abs(image.width - page.rect.width * dpi / 72) <= 1
         assert abs(image.height - page.rect.height * dpi / 72) <= 1
-        on_disk = (job_dir / f"{message['page_number']}.png").read_bytes()
-        assert png == on_disk
+        stored = await job_artefact(services, job_id, f"{message['page_number']}.png")
+        assert png == stored
 
 
 async def test_results_complete_the_job_and_duplicates_count_once(
@@ -187,7 +187,8 @@ async def test_image_upload_becomes_one_page(
     accepted = await upload(client, sample("image.jpg"), kind="image")
     assert accepted["total_page_number"] == 1
     job = await wait_rendered(client, accepted["job_id"])
-    png = Path(job["pages"][0]["path"])
-    with Image.open(png) as image:
+    assert job["pages"][0]["path"] == f"{accepted['job_id']}/1.png", "the page's key"
+    png = await job_artefact(services, accepted["job_id"], "1.png")
+    with Image.open(io.BytesIO(png)) as image:
         assert image.size == (300, 200)
         assert image.mode == ("L" if services.settings.render_grayscale else "RGB")

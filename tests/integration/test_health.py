@@ -19,3 +19,9 @@ async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def test_health_reports_the_artefact_store(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/health")).json()
+    assert body["storage"]["ok"] is True
+    assert body["storage"]["detail"].endswith("reachable")

@@ -22,6 +22,7 @@ from ocr_gateway.tenants import repository as tenants_repo
 from tests.integration.test_bad_input import stored_paths
 from tests.support.documents import blank_pdf
 from tests.support.http import wait_rendered
+from tests.support.stored import job_names
 
 
 def use_settings(monkeypatch: pytest.MonkeyPatch, services: Components, **values: Any) -> None:
@@ -235,9 +236,13 @@ async def test_a_tenant_at_its_limit_is_refused_before_its_body_is_read(
 # ------------------------------------------------------------------ bytes stored
 
 
-def files_bytes(services: Components, job_id: str) -> int:
-    folder = Path(services.settings.files_dir) / job_id
-    return sum(p.stat().st_size for p in folder.glob("*.png"))
+async def files_bytes(services: Components, job_id: str) -> int:
+    """The bytes of the job's page PNGs, as the store (local or S3) reports them."""
+    total = 0
+    for name in await job_names(services, job_id):
+        if name.endswith(".png"):
+            total += await services.store.size(f"{job_id}/{name}") or 0
+    return total
 
 
 async def stored_bytes(services: Components, job_id: str) -> int:
@@ -254,13 +259,13 @@ async def test_stored_bytes_are_the_page_images_and_their_limit_comes_from_the_t
     await set_tenant_limits(services, "bytes-own", max_stored_bytes=1)
     job_id = accepted(await post_pdf(client, "bytes-own", 2))
     await wait_rendered(client, job_id)
-    assert await stored_bytes(services, job_id) == files_bytes(services, job_id) > 0
+    assert await stored_bytes(services, job_id) == await files_bytes(services, job_id) > 0
     before = stored_paths(services)
 
     refused = await post_batch(client, "bytes-own", 1)
 
     assert_quota_refusal(refused, "tenant_max_stored_bytes", names="the tenant's own limit")
-    assert str(files_bytes(services, job_id)) in refused.json()["detail"]
+    assert str(await files_bytes(services, job_id)) in refused.json()["detail"]
     assert stored_paths(services) - before == set()
     # Deleting the job frees its bytes.
     response = await client.delete(f"/admin/delete/job/{job_id}")

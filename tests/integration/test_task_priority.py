@@ -42,10 +42,10 @@ from ocr_gateway.messaging.amqp import (
     queue_depth,
 )
 from ocr_gateway.rendering import repository as rendering_repo
-from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage.keys import page_key
 from ocr_gateway.tasks import TASK_PRIORITY
 from ocr_gateway.tenants import repository as tenants_repo
-from tests.support.gateway import Gateway, isolated_gateway, make_settings, seed_pages
+from tests.support.gateway import Gateway, isolated_gateway, make_settings, put_all, seed_pages
 from tests.support.waiting import wait_until
 from tests.support.worker import LogLineMissing, worker_process
 
@@ -70,13 +70,10 @@ async def seed_task(
     """A rendered task job: its job has TASK_PRIORITY before its pages are recorded, so the
     pages take it from the job (as they take the tenant). No start is added."""
     services = target.services if isinstance(target, Gateway) else target
-    storage: Storage = services.storage
     sessions: SessionFactory = services.sessions
     job_id = uuid.uuid4()
-    storage.job_dir(job_id).mkdir(parents=True)
     png = _png()
-    for number in range(1, pages + 1):
-        storage.page_path(job_id, number).write_bytes(png)
+    await put_all(services.store, {page_key(job_id, n): png for n in range(1, pages + 1)})
     async with sessions.begin() as session:
         await tenants_repo.ensure_tenant(session, tenant)
         await jobs_repo.create_job(
@@ -95,7 +92,7 @@ async def seed_task(
         await rendering_repo.record_rendered_pages(
             session,
             job_id,
-            [(n, str(storage.page_path(job_id, n))) for n in range(1, pages + 1)],
+            [(n, page_key(job_id, n)) for n in range(1, pages + 1)],
             render_lease_s=60,
         )
         await rendering_repo.finish_render(session, job_id)

@@ -24,9 +24,10 @@ from ocr_gateway.components import Components
 from ocr_gateway.db.models import ImageStatus, StoredImage
 from ocr_gateway.tenants import repository as tenants_repo
 from tests.support.documents import blank_pdf, sample
-from tests.support.gateway import isolated_gateway
+from tests.support.gateway import isolated_gateway, opened_store
 from tests.support.launched import Gateway, service_env
 from tests.support.replica import replica
+from tests.support.stored import job_artefact, job_names
 from tests.support.waiting import wait_until
 
 BOXES = {"100x100": (100, 100), "300x300": (300, 300), "1200x1200": (1200, 1200)}
@@ -96,10 +97,15 @@ async def finished(
 
 
 async def image_dirs(services: Components) -> set[str]:
-    root = services.thumbnails.images_dir
-    return await asyncio.to_thread(
-        lambda: {p.name for p in root.iterdir()} if root.exists() else set()
-    )
+    """The ids of the images the store holds files of."""
+    keys = await services.store.list_keys("images/")
+    return {key.split("/")[1] for key in keys}
+
+
+async def image_files(services: Components, image_id: uuid.UUID | str) -> list[str]:
+    """The names of one image's stored files (`original`, `100x100.webp`, ...)."""
+    prefix = f"images/{image_id}/"
+    return sorted(key[len(prefix) :] for key in await services.store.list_keys(prefix))
 
 
 async def temp_files(services: Components) -> set[str]:
@@ -244,15 +250,14 @@ async def test_deleting_an_image_removes_its_row_and_files(
 ) -> None:
     image_id = (await upload(root, "image.jpg", sample("image.jpg").read_bytes())).json()["id"]
     await finished(root, image_id)
-    folder = services.thumbnails.image_dir(uuid.UUID(image_id))
-    assert await asyncio.to_thread(lambda: len(list(folder.iterdir()))) == 4
+    assert len(await image_files(services, image_id)) == 4
     deleted = await root.delete(f"/images/{image_id}")
     assert deleted.status_code == 200
     assert deleted.json() == {"deleted": True, "id": image_id}
     assert (await root.get(f"/images/{image_id}")).status_code == 404
     assert (await root.get(f"/images/{image_id}/original")).status_code == 404
     assert (await root.delete(f"/images/{image_id}")).status_code == 404
-    assert not await asyncio.to_thread(folder.exists)
+    assert await image_files(services, image_id) == []
 
 
 async def test_another_tenants_image_is_not_found(root: httpx.AsyncClient) -> None:
@@ -331,9 +336,7 @@ async def _leave_processing(
     its original in place (or lost)."""
     image_id = uuid.uuid4()
     if original is not None:
-        folder = services.thumbnails.image_dir(image_id)
-        await asyncio.to_thread(folder.mkdir, parents=True)
-        await asyncio.to_thread(services.thumbnails.original_path(image_id).write_bytes, original)
+        await services.store.put_bytes(services.thumbnails.original_key(image_id), original)
     lease = dt.timedelta(seconds=-1 if lease_expired else 600)
     async with services.sessions.begin() as session:
         await tenants_repo.ensure_tenant(session, "default")
@@ -413,8 +416,9 @@ async def test_images_of_a_killed_gateway_are_made_after_its_restart(
             statuses = [(await http.get(f"/images/{i}")).json()["status"] for i in ids]
             assert "PROCESSING" in statuses, "all done before the kill: nothing was tested"
             await service.kill()
-            originals = [settings.files_dir / "images" / i / "original" for i in ids]
-            assert all(await asyncio.to_thread(lambda: [p.is_file() for p in originals]))
+            async with opened_store(settings) as store:
+                for image_id in ids:
+                    assert await store.exists(f"images/{image_id}/original")
             await service.start()
             for image_id in ids:
                 view = await finished(http, image_id)
@@ -456,8 +460,7 @@ async def test_thumbnails_that_cannot_be_made_in_time_fail_the_image(tmp_path: P
         assert (await gateway.client.get(f"/images/{image_id}/original")).status_code == 200
         again = await upload(gateway.client, "large.jpg", large_photo())
         assert again.status_code == 202 and again.json()["id"] != image_id
-        folder = gateway.services.thumbnails.image_dir(uuid.UUID(image_id))
-        assert sorted(p.name for p in folder.iterdir()) == ["original"]
+        assert await image_files(gateway.services, image_id) == ["original"]
 
 
 # ------------------------------------------------------------ job pages
@@ -480,8 +483,7 @@ async def test_a_job_page_has_thumbnails_made_at_first_request(
     client: httpx.AsyncClient, services: Components
 ) -> None:
     job_id = await _rendered_job(client, 2)
-    png = services.storage.page_path(uuid.UUID(job_id), 1)
-    page = await asyncio.to_thread(png.read_bytes)
+    page = await job_artefact(services, job_id, "1.png")
     for size, params in ((300, {}), (100, {"size": "100"}), (1200, {"size": "1200"})):
         url = f"/jobs/{job_id}/pages/1/thumbnail"
         got = await client.get(url, params=params)
@@ -491,8 +493,8 @@ async def test_a_job_page_has_thumbnails_made_at_first_request(
         with Image.open(io.BytesIO(got.content)) as thumb:
             assert thumb.size == expected_size(page, (size, size))
             assert max(thumb.size) == size
-        kept = png.parent / f"1.thumb-{size}.webp"
-        assert await asyncio.to_thread(kept.read_bytes) == got.content
+        kept = await job_artefact(services, job_id, f"thumbnails/1-{size}.webp")
+        assert kept == got.content
         etag = got.headers["etag"]
         assert (await client.get(url, params=params)).content == got.content
         cached = await client.get(url, params=params, headers={"If-None-Match": etag})
@@ -516,9 +518,7 @@ async def test_concurrent_first_requests_make_a_page_thumbnail_once(
     )
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.content for answer in answers}) == 1
-    folder = services.storage.job_dir(uuid.UUID(job_id))
-    leftovers = await asyncio.to_thread(lambda: [p.name for p in folder.glob("*.partial")])
-    assert leftovers == []
+    assert await job_names(services, job_id) == ["1.png", "thumbnails/1-300.webp"]
 
 
 async def test_deleting_every_job_leaves_the_images_alone(

@@ -29,6 +29,7 @@ from ocr_gateway.db.engine import build_engine, build_session_factory
 from ocr_gateway.events import repository as events_repo
 from ocr_gateway.events.types import EventType
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage.cleanup import delete_all_job_artefacts
 from ocr_gateway.webhooks import repository as webhooks_repo
 from tests.support.documents import blank_pdf
 from tests.support.gateway import Gateway, isolated_gateway, purge_queues, seed_pages
@@ -70,7 +71,7 @@ async def gw(hooked: Gateway) -> AsyncIterator[Gateway]:
         await session.execute(
             text("UPDATE tenants SET callback_url = NULL, callback_events = 'job'")
         )
-    await services.storage.remove_all_job_dirs()
+    await delete_all_job_artefacts(services.store)
     await purge_queues(hooked.settings)
 
 

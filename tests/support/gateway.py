@@ -23,6 +23,8 @@ from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.migrate import drop_database, ensure_database, upgrade
 from ocr_gateway.messaging.amqp import dead_letter_queue
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage import ArtefactStore, open_store
+from ocr_gateway.storage.keys import page_key
 from tests.support.s3 import new_bucket_name, shared_s3_server, storage_mode
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -149,42 +151,70 @@ async def seed_pages(
     tests where rendering is not the point and thousands of pages are needed quickly."""
     from PIL import Image
 
-    from ocr_gateway.jobs import repository as jobs_repo
-    from ocr_gateway.rendering import repository as repo
-    from ocr_gateway.tenants import repository as tenants_repo
-
     if isinstance(target, Gateway):
         storage, sessions = target.services.storage, target.services.sessions
     else:
         storage, sessions = target
     buffer = io.BytesIO()
     Image.new("L", (64, 64), 255).save(buffer, format="PNG")
+    png = buffer.getvalue()
     ids = []
-    for _ in range(jobs):
-        job_id = uuid.uuid4()
-        storage.job_dir(job_id).mkdir(parents=True)
-        for number in range(1, pages + 1):
-            storage.page_path(job_id, number).write_bytes(buffer.getvalue())
-        async with sessions.begin() as session:
-            await tenants_repo.ensure_tenant(session, tenant)
-            await jobs_repo.create_job(
-                session,
-                job_id=job_id,
-                tenant=tenant,
-                filename="seeded.pdf",
-                media_type="application/pdf",
-                total_page_number=pages,
-                render_lease_s=60,
-            )
-            await repo.record_rendered_pages(
-                session,
-                job_id,
-                [(n, str(storage.page_path(job_id, n))) for n in range(1, pages + 1)],
-                render_lease_s=60,
-            )
-            await repo.finish_render(session, job_id)
-        ids.append(job_id)
+    async with opened_store(storage.settings) as store:
+        for _ in range(jobs):
+            job_id = uuid.uuid4()
+            await put_all(store, {page_key(job_id, n): png for n in range(1, pages + 1)})
+            await _record_seeded(sessions, job_id, tenant, pages)
+            ids.append(job_id)
     return ids
+
+
+async def _record_seeded(
+    sessions: SessionFactory, job_id: uuid.UUID, tenant: str, pages: int
+) -> None:
+    from ocr_gateway.jobs import repository as jobs_repo
+    from ocr_gateway.rendering import repository as repo
+    from ocr_gateway.tenants import repository as tenants_repo
+
+    async with sessions.begin() as session:
+        await tenants_repo.ensure_tenant(session, tenant)
+        await jobs_repo.create_job(
+            session,
+            job_id=job_id,
+            tenant=tenant,
+            filename="seeded.pdf",
+            media_type="application/pdf",
+            total_page_number=pages,
+            render_lease_s=60,
+        )
+        await repo.record_rendered_pages(
+            session,
+            job_id,
+            [(n, page_key(job_id, n)) for n in range(1, pages + 1)],
+            render_lease_s=60,
+        )
+        await repo.finish_render(session, job_id)
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[ArtefactStore]:
+    """The artefact store of a gateway with these settings, prepared, closed at exit."""
+    store = open_store(settings)
+    await store.prepare()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def put_all(store: ArtefactStore, objects: dict[str, bytes], concurrency: int = 32) -> None:
+    """Store many small objects at once (thousands of seeded pages on S3 take seconds)."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def put(key: str, data: bytes) -> None:
+        async with limit:
+            await store.put_bytes(key, data, content_type="image/png")
+
+    await asyncio.gather(*(put(key, data) for key, data in objects.items()))
 
 
 async def page_counts(services: Components) -> dict[str, int]:

@@ -129,6 +129,22 @@ async def spawned() -> AsyncIterator[list[Gateway]]:
         await gateway.kill()
 
 
+def storage_env(settings: Settings) -> dict[str, str]:
+    """The storage settings as `OCR_GATEWAY_*` variables (the bucket and keys on s3)."""
+    if settings.storage != "s3":
+        return {"OCR_GATEWAY_STORAGE": "local"}
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    return {
+        "OCR_GATEWAY_STORAGE": "s3",
+        "OCR_GATEWAY_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "OCR_GATEWAY_S3_BUCKET": settings.s3_bucket,
+        "OCR_GATEWAY_S3_REGION": settings.s3_region,
+        "OCR_GATEWAY_S3_ACCESS_KEY_ID": key_id.get_secret_value() if key_id else "",
+        "OCR_GATEWAY_S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
+        "OCR_GATEWAY_S3_PREFIX": settings.s3_prefix,
+    }
+
+
 @contextlib.asynccontextmanager
 async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, dict[str, str]]]:
     suffix = uuid.uuid4().hex[:8]
@@ -154,6 +170,7 @@ async def service_env(tmp: Path, **extra: str) -> AsyncIterator[tuple[Settings, 
         "OCR_GATEWAY_DISPATCH_POLL_S": "0.2",
         "OCR_GATEWAY_RUN_WORKERS": "0",
         "OCR_GATEWAY_QUEUE_HIGH_WATER": str(settings.queue_high_water),
+        **storage_env(settings),
         **extra,
     }
     try:

@@ -101,11 +101,25 @@ def _job(folder: Path, pages: int, dpi: int) -> Path:
     return manifest
 
 
+def _pngs(folder: Path, pages: int) -> dict[int, str]:
+    """The PNGs of `_job`, by page number, as the export service lends them to a builder."""
+    return {number: str(folder / f"{number}.png") for number in range(1, pages + 1)}
+
+
+def test_pdf_builder_leaves_out_a_page_without_its_png(tmp_path: Path) -> None:
+    manifest = _job(tmp_path, 3, dpi=100)
+    pngs = _pngs(tmp_path, 3)
+    del pngs[2]  # deleted while the export was built
+    target = tmp_path / "result-k.pdf"
+    assert builders.build_pdf(str(manifest), pngs, 100, str(target)) == 2
+    with pymupdf.open(target) as pdf:
+        assert [page.get_text().strip() for page in pdf] == ["word1 here", "word3 here"]
+
+
 def test_pdf_builder_places_the_words(tmp_path: Path) -> None:
     manifest = _job(tmp_path, 5, dpi=100)
     target = tmp_path / "result-k.pdf"
-    assert builders.build_pdf(str(manifest), str(tmp_path), 100, str(target)) == 5
-    assert builders.build_pdf(str(manifest), str(tmp_path), 100, str(target)) == -1  # built
+    assert builders.build_pdf(str(manifest), _pngs(tmp_path, 5), 100, str(target)) == 5
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".png") == [
         ".manifest.jsonl",
         "result-k.pdf",
@@ -126,7 +140,7 @@ def test_zip_builder_lists_pages_then_the_json(tmp_path: Path) -> None:
     manifest = _job(tmp_path, 2, dpi=100)
     target = tmp_path / "result-k.zip"
     job_id = str(uuid.uuid4())
-    assert builders.build_zip(str(manifest), str(tmp_path), job_id, str(target)) == 2
+    assert builders.build_zip(str(manifest), _pngs(tmp_path, 2), job_id, str(target)) == 2
     with zipfile.ZipFile(target) as archive:
         assert archive.namelist() == [
             "pages/0001.png",

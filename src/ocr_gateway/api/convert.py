@@ -9,10 +9,11 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
-from ocr_gateway.api.deps import CallerDep, ConvertDep
+from ocr_gateway.api.deps import CallerDep, ConvertDep, StoreDep
 from ocr_gateway.api.openapi import CALLER_ERRORS, JOB_UPLOAD_ERRORS, errors
+from ocr_gateway.api.stored import attachment, stored_response
 from ocr_gateway.api.uploads import (
     DedupQuery,
     TextLayerQuery,
@@ -20,10 +21,10 @@ from ocr_gateway.api.uploads import (
     with_option_fields,
 )
 from ocr_gateway.convert.schemas import ConvertAccepted
+from ocr_gateway.convert.workbook import XLSX_MEDIA_TYPE
 
 router = APIRouter(tags=["convert"], responses=errors(*CALLER_ERRORS))
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 FileId = Annotated[uuid.UUID, Path(description="The download's UUID, from the job's `downloads`")]
 
@@ -95,7 +96,7 @@ async def convert_batch(
 @router.get(
     "/download/{file_id}",
     operation_id="download_file",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {
             "description": "The workbook of the job's tables",
@@ -104,11 +105,13 @@ async def convert_batch(
         **errors(404, 409, 422, 503),
     },
 )
-async def download_file(convert: ConvertDep, caller: CallerDep, file_id: FileId) -> FileResponse:
+async def download_file(
+    convert: ConvertDep, store: StoreDep, caller: CallerDep, file_id: FileId
+) -> StreamingResponse:
     """A file made from a job: the XLSX workbook of a `/convert/batch` job's tables, one sheet a
     table (`<file> p<page> t<n>`) and one sheet of text lines for a page without a table
     (`<file> p<page> text`). Built at its first download and kept next to the job's pages.
     404 for an unknown file or another tenant's; 409 (with the job's `status`) while its job
     is not done."""
     workbook = await convert.workbook(file_id, scope=caller.scope)
-    return FileResponse(workbook.path, media_type=XLSX_MEDIA_TYPE, filename=workbook.filename)
+    return stored_response(store, workbook.stored, attachment(workbook.filename))

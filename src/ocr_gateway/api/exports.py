@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
-from ocr_gateway.api.deps import CallerDep, ExportsDep
+from ocr_gateway.api.deps import CallerDep, ExportsDep, StoreDep
 from ocr_gateway.api.openapi import CALLER_ERRORS, JobId, PageNumber, errors
+from ocr_gateway.api.stored import stored_response
 from ocr_gateway.exports.formats import MEDIA_TYPES, ExportFormat
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(*CALLER_ERRORS))
@@ -43,6 +44,7 @@ def _download(job_id: object, fmt: ExportFormat) -> dict[str, str]:
 )
 async def get_job_result(
     exports: ExportsDep,
+    store: StoreDep,
     caller: CallerDep,
     job_id: JobId,
     format: Annotated[ExportFormat, Query(description="the result's format")] = ExportFormat.TXT,
@@ -55,12 +57,12 @@ async def get_job_result(
     `pages/0001.txt`, ... and `result.json`) or `pdf` (each page's image with its recognised
     words invisible over it, so they can be selected and searched). Answers 409 with the job's
     status while it is not finished, unless `partial=true`. The pdf and zip are built once and
-    kept next to the page images until the job changes or is deleted."""
+    kept with the page images until the job changes or is deleted."""
     job = await exports.exportable_job(job_id, partial=partial, scope=caller.scope)
     headers = _download(job_id, format)
     if format.built_as_file:
-        path = await exports.export_file(job, format)
-        return FileResponse(path, media_type=format.media_type, headers=headers)
+        built = await exports.export_file(job, format)
+        return stored_response(store, built, headers)
     stream = (
         exports.stream_txt(job_id) if format is ExportFormat.TXT else exports.stream_json(job_id)
     )
@@ -70,15 +72,15 @@ async def get_job_result(
 @router.get(
     "/{job_id}/pages/{page_number}/image",
     operation_id="get_job_page_image",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {"description": "The page's PNG", "content": {"image/png": BINARY}},
-        **errors(404, 422),
+        **errors(404, 422, 503),
     },
 )
 async def get_job_page_image(
-    exports: ExportsDep, caller: CallerDep, job_id: JobId, page_number: PageNumber
-) -> FileResponse:
+    exports: ExportsDep, store: StoreDep, caller: CallerDep, job_id: JobId, page_number: PageNumber
+) -> StreamingResponse:
     """The page's image, as rendered and sent to OCR (the boxes' pixels are this image's)."""
-    path = await exports.page_image(job_id, page_number, scope=caller.scope)
-    return FileResponse(path, media_type="image/png")
+    page = await exports.page_image(job_id, page_number, scope=caller.scope)
+    return stored_response(store, page)

@@ -12,12 +12,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from ocr_gateway.api.deps import CallerDep, ThumbnailsDep
 from ocr_gateway.api.openapi import CALLER_ERRORS, UPLOAD_ERRORS, errors, multipart_body
+from ocr_gateway.api.stored import stored_response
 from ocr_gateway.db.models import ImageStatus, StoredImage
+from ocr_gateway.storage import ArtefactStore
 from ocr_gateway.thumbnails.making import THUMBNAIL_MEDIA_TYPE
 from ocr_gateway.thumbnails.schemas import ImageAccepted, ImageBox, ImageDeleted, ImageView
 from ocr_gateway.thumbnails.service import ServedFile
@@ -45,12 +47,13 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
     return etag in tags
 
 
-def cached_file(request: Request, served: ServedFile) -> Response:
-    """The file with its ETag and a long Cache-Control, or 304 when the client has it."""
+def cached_file(request: Request, store: ArtefactStore, served: ServedFile) -> Response:
+    """The file, streamed from the store, with its ETag and a long Cache-Control, or 304 when
+    the client has it."""
     headers = {"ETag": served.etag, "Cache-Control": CACHE_CONTROL}
     if not_modified(request.headers.get("if-none-match"), served.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return FileResponse(served.path, media_type=served.media_type, headers=headers)
+    return stored_response(store, served.stored, headers)
 
 
 def cached_bytes(request: Request, data: bytes, media_type: str, etag: str) -> Response:
@@ -161,7 +164,8 @@ async def get_original(
 ) -> Response:
     """The original, with a strong ETag (304 on a matching If-None-Match) and a year's
     Cache-Control."""
-    return cached_file(request, await thumbnails.original(image_id, scope=caller.scope))
+    served = await thumbnails.original(image_id, scope=caller.scope)
+    return cached_file(request, thumbnails.store, served)
 
 
 @router.get(
@@ -184,7 +188,8 @@ async def get_thumbnail(
     """The thumbnail in the box `size` (WebP, aspect kept, never enlarged), with a strong
     ETag (304 on a matching If-None-Match) and a year's Cache-Control. 409 while the image
     is PROCESSING, and when it FAILED."""
-    return cached_file(request, await thumbnails.thumbnail(image_id, size, scope=caller.scope))
+    served = await thumbnails.thumbnail(image_id, size, scope=caller.scope)
+    return cached_file(request, thumbnails.store, served)
 
 
 @router.delete(

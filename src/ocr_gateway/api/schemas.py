@@ -76,4 +76,6 @@ class Health(BaseModel):
     version: str
     database: DependencyHealth
     rabbitmq: DependencyHealth
+    # Where artefacts live (OCR_GATEWAY_STORAGE): the folder, or the S3 bucket, answering.
+    storage: DependencyHealth
     publishing: bool

@@ -10,9 +10,9 @@ workbook's `downloads` row in the same transaction, and rendered like any upload
 dispatcher publishes it on an operator's start, or at once with `DISPATCH_MODE=auto`.
 
 The workbook is built in the render pool from the pages' tables and texts
-(`convert/workbook.py`) at the first download of the job as it is, and kept next to its pages
-as `files/<job_id>/tables-<key>.xlsx`, the key changing whenever the job does (as exports
-are kept); deleting the job removes it.
+(`convert/workbook.py`) in a scratch folder at the first download of the job as it is, and
+stored as the job's artefact `tables-<key>.xlsx`, the key changing whenever the job does (as
+exports are kept); deleting the job removes it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ocr_gateway.convert import KIND_CONVERT, WORKBOOK_READY
 from ocr_gateway.convert import repository as repo
 from ocr_gateway.convert.merge import MergedBatch, merge_files
 from ocr_gateway.convert.schemas import ConvertAccepted, ConvertedFile
-from ocr_gateway.convert.workbook import build_workbook
+from ocr_gateway.convert.workbook import XLSX_MEDIA_TYPE, build_workbook
 from ocr_gateway.core.errors import (
     BadUpload,
     Conflict,
@@ -48,6 +48,8 @@ from ocr_gateway.db.models import Job, JobStatus, TextLayer
 from ocr_gateway.exports.formats import export_key
 from ocr_gateway.jobs import repository as jobs_repo
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage import ArtefactStore, StoredFile
+from ocr_gateway.storage.keys import job_artefact_key, job_prefix
 from ocr_gateway.tenants import quotas
 from ocr_gateway.tenants.access import Caller
 from ocr_gateway.uploads.dedup import dedup_key
@@ -63,6 +65,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TEXT_LAYER = TextLayer.AUTO
 # Pages read from the database at a time for a workbook's manifest.
 BATCH_PAGES = 200
+# The workbook's artefact name: `tables-<key>.xlsx`.
+WORKBOOK_PREFIX = "tables-"
+WORKBOOK_SUFFIX = ".xlsx"
 # A workbook's time limit: a base plus a share per page.
 BUILD_BASE_S = 60.0
 BUILD_PER_PAGE_S = 0.5
@@ -73,9 +78,9 @@ MAX_NAME_STEM = 80
 
 @dataclass(frozen=True, slots=True)
 class Workbook:
-    """A workbook on disk, and the file name the client is given."""
+    """A workbook in the store, and the file name the client is given."""
 
-    path: Path
+    stored: StoredFile
     filename: str
 
 
@@ -85,16 +90,18 @@ class ConvertService:
         settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
+        store: ArtefactStore,
         uploads: UploadService,
         render_pool: ProcessPool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
+        self.store = store
         self.uploads = uploads
         self.render_pool = render_pool
-        # One build per workbook file in this process; every request for it waits on that build.
-        self._building: dict[Path, asyncio.Task[Path]] = {}
+        # One build per workbook in this process, by key; every request for it waits on it.
+        self._building: dict[str, asyncio.Task[StoredFile]] = {}
 
     # ------------------------------------------------------------ accepting
 
@@ -243,48 +250,60 @@ class ConvertService:
             job.completed_pages,
             job.failed_pages,
         )
-        target = self.storage.job_dir(job.job_id) / f"tables-{key}.xlsx"
-        if not await anyio.Path(target).is_file():
-            build = self._building.get(target)
-            if build is None:
-                build = asyncio.create_task(self._build(job, target), name=f"workbook {target}")
-                self._building[target] = build
-                build.add_done_callback(lambda done: self._built(target, done))
-            # A client that goes away stops waiting; the build goes on for the next request.
-            await asyncio.shield(build)
-        return Workbook(target, download.filename)
+        target = job_artefact_key(job.job_id, f"{WORKBOOK_PREFIX}{key}{WORKBOOK_SUFFIX}")
+        size = await self.store.size(target)
+        if size is not None:
+            return Workbook(StoredFile(target, size, XLSX_MEDIA_TYPE), download.filename)
+        build = self._building.get(target)
+        if build is None:
+            build = asyncio.create_task(self._build(job, target), name=f"workbook {target}")
+            self._building[target] = build
+            build.add_done_callback(lambda done: self._built(target, done))
+        # A client that goes away stops waiting; the build goes on for the next request.
+        return Workbook(await asyncio.shield(build), download.filename)
 
-    def _built(self, target: Path, build: asyncio.Task[Path]) -> None:
+    def _built(self, target: str, build: asyncio.Task[StoredFile]) -> None:
         self._building.pop(target, None)
         if not build.cancelled() and build.exception() is not None:
             log.warning("workbook failed target=%s error=%r", target, build.exception())
 
-    async def _build(self, job: Job, target: Path) -> Path:
-        manifest = target.parent / f".manifest-{uuid.uuid4().hex}.jsonl"
+    async def _build(self, job: Job, target: str) -> StoredFile:
         started = asyncio.get_running_loop().time()
         timeout = BUILD_BASE_S + BUILD_PER_PAGE_S * job.total_page_number
-        try:
+        async with self.storage.scratch() as folder:
+            manifest = folder / "manifest.jsonl"
+            built = folder / f"workbook{WORKBOOK_SUFFIX}"
             await self._write_manifest(job.job_id, manifest)
-            sheets = await self.render_pool.run(
-                build_workbook, str(manifest), job.source_files or [], str(target), timeout=timeout
-            )
-        except WorkerLost as exc:
-            raise ServiceUnavailable(f"the workbook could not be built: {exc}") from exc
-        except FileNotFoundError as exc:
-            raise NotFound(f"job {job.job_id} was deleted while its workbook was built") from exc
-        finally:
-            await self.storage.remove_file(manifest)
-        job_dir = anyio.Path(target.parent)
-        async for older in job_dir.glob("tables-*.xlsx"):
-            if older.name != target.name:
-                await older.unlink(missing_ok=True)
+            try:
+                sheets = await self.render_pool.run(
+                    build_workbook,
+                    str(manifest),
+                    job.source_files or [],
+                    str(built),
+                    timeout=timeout,
+                )
+            except WorkerLost as exc:
+                raise ServiceUnavailable(f"the workbook could not be built: {exc}") from exc
+            size = (await anyio.Path(built).stat()).st_size
+            async with self.sessions() as session:
+                if await jobs_repo.get_job(session, job.job_id) is None:
+                    raise NotFound(f"job {job.job_id} was deleted while its workbook was built")
+            await self.store.put_file(target, built, content_type=XLSX_MEDIA_TYPE, move=True)
+        for older in await self.store.list_keys(job_prefix(job.job_id)):
+            name = older.rsplit("/", 1)[-1]
+            if (
+                older != target
+                and name.startswith(WORKBOOK_PREFIX)
+                and name.endswith(WORKBOOK_SUFFIX)
+            ):
+                await self.store.delete(older)
         log.info(
             "workbook built job_id=%s sheets=%d seconds=%.2f",
             job.job_id,
             sheets,
             asyncio.get_running_loop().time() - started,
         )
-        return target
+        return StoredFile(target, size, XLSX_MEDIA_TYPE)
 
     async def _write_manifest(self, job_id: uuid.UUID, manifest: Path) -> None:
         """The job's pages, one JSON object a line, for the builder to read; a batch of pages

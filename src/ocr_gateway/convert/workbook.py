@@ -34,6 +34,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from ocr_gateway.tables.model import Table
 
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_TITLE_CHARS = 31
 FORBIDDEN_TITLE_CHARS = re.compile(r"[\[\]:*?/\\]")
 # Excel keeps at most 32,767 characters in a cell, and 15 significant digits in a number.

@@ -1,9 +1,8 @@
 """The pdf and zip builders, run in a pool process: each reads the job's pages from a manifest
-(one json result page entry a line, written by the API process) and the page PNGs from the
-job's folder, and writes the result next to them.
+(one json result page entry a line, written by the API process) and the page PNGs from local
+copies the API process lends (`ArtefactStore.local_copies`, by page number), and writes the
+result to a scratch file that the API process then hands to the store.
 
-Each writes to a temporary name and renames it into place, under a lock file, so a second
-build of the same export (another API process sharing `files/`) waits and then finds it done.
 The zip streams every member; the pdf is held by its pool process until it is saved (about
 the size of the page images), never by the API process.
 """
@@ -11,7 +10,6 @@ the size of the page images), never by the API process.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import uuid
 import zipfile
@@ -41,28 +39,6 @@ def read_manifest(manifest: Path) -> Iterator[dict[str, Any]]:
         for line in lines:
             if line.strip():
                 yield orjson.loads(line)
-
-
-@contextlib.contextmanager
-def _built_into(target: Path) -> Iterator[Path | None]:
-    """Hold `<target>.lock` and yield a temporary path to write, renamed to `target` when the
-    block ends well and removed when it fails; None when `target` exists already."""
-    lock_path = target.with_name(target.name + ".lock")
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if target.exists():
-                yield None
-                return
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            try:
-                yield temporary
-                temporary.replace(target)
-            finally:
-                temporary.unlink(missing_ok=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock_path.unlink(missing_ok=True)
 
 
 def draw_text_layer(page: pymupdf.Page, boxes: list[dict[str, Any]], dpi: int) -> int:
@@ -108,23 +84,34 @@ def add_page(doc: pymupdf.Document, png: Path, boxes: list[dict[str, Any]], dpi:
     draw_text_layer(page, boxes, dpi)
 
 
-def build_pdf(manifest: str, job_dir: str, dpi: int, target: str) -> int:
-    """The searchable pdf of the manifest's pages; returns its page count (-1: built already).
-    A page whose PNG is gone (deleted meanwhile) is left out."""
-    with _built_into(Path(target)) as temporary:
-        if temporary is None:
-            return -1
-        return _write_pdf(Path(manifest), Path(job_dir), dpi, temporary)
+def build_pdf(manifest: str, pngs: dict[int, str], dpi: int, target: str) -> int:
+    """The searchable pdf of the manifest's pages, written to `target`; returns its page
+    count. `pngs` gives each page's PNG by page number: a page without one (deleted meanwhile)
+    is left out."""
+    with _written(Path(target)) as temporary:
+        return _write_pdf(Path(manifest), pngs, dpi, temporary)
 
 
-def _write_pdf(manifest: Path, folder: Path, dpi: int, temporary: Path) -> int:
+@contextlib.contextmanager
+def _written(target: Path) -> Iterator[Path]:
+    """A temporary name beside `target`, renamed to it when the block ends well and removed
+    when it fails: `target` is whole or absent."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_pdf(manifest: Path, pngs: dict[int, str], dpi: int, temporary: Path) -> int:
     pages = 0
     with pymupdf.open() as doc:
         for entry in read_manifest(manifest):
-            png = folder / f"{entry['page_number']}.png"
-            if not png.exists():
+            png = pngs.get(entry["page_number"])
+            if png is None:
                 continue
-            add_page(doc, png, entry["boxes"], dpi)
+            add_page(doc, Path(png), entry["boxes"], dpi)
             pages += 1
         if pages == 0:
             # A pdf has at least one page: an empty one stands for a job without pages.
@@ -133,22 +120,20 @@ def _write_pdf(manifest: Path, folder: Path, dpi: int, temporary: Path) -> int:
     return pages
 
 
-def build_zip(manifest: str, job_dir: str, job_id: str, target: str) -> int:
-    """`pages/0001.png`, `pages/0001.txt`, ... and `result.json`; returns the page count
-    (-1: built already)."""
-    with _built_into(Path(target)) as temporary:
-        if temporary is None:
-            return -1
-        return _write_zip(Path(manifest), Path(job_dir), uuid.UUID(job_id), temporary)
+def build_zip(manifest: str, pngs: dict[int, str], job_id: str, target: str) -> int:
+    """`pages/0001.png`, `pages/0001.txt`, ... and `result.json`, written to `target`; returns
+    the page count. `pngs` as for `build_pdf`."""
+    with _written(Path(target)) as temporary:
+        return _write_zip(Path(manifest), pngs, uuid.UUID(job_id), temporary)
 
 
-def _write_zip(manifest: Path, folder: Path, job_id: uuid.UUID, temporary: Path) -> int:
+def _write_zip(manifest: Path, pngs: dict[int, str], job_id: uuid.UUID, temporary: Path) -> int:
     pages = 0
     with zipfile.ZipFile(temporary, "w", allowZip64=True) as archive:
         for entry in read_manifest(manifest):
             stem = member_stem(entry["page_number"])
-            png = folder / f"{entry['page_number']}.png"
-            if png.exists():
+            png = pngs.get(entry["page_number"])
+            if png is not None:
                 # PNGs are compressed already: stored as they are.
                 archive.write(png, f"{stem}.png", compress_type=zipfile.ZIP_STORED)
             archive.writestr(f"{stem}.txt", entry["text"] or "", compress_type=zipfile.ZIP_DEFLATED)

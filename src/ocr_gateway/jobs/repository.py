@@ -201,15 +201,16 @@ async def fail_job(session: AsyncSession, job_id: uuid.UUID, reason: str) -> boo
     return True
 
 
-async def delete_page(session: AsyncSession, job_id: uuid.UUID, page_number: int) -> str | None:
-    """Remove a page row and record its number in `excluded_pages`; returns its PNG path."""
-    path = await session.scalar(
+async def delete_page(session: AsyncSession, job_id: uuid.UUID, page_number: int) -> bool:
+    """Remove a page row and record its number in `excluded_pages`; False if there was none
+    (its PNG's key is `storage.keys.page_key`)."""
+    deleted = await session.scalar(
         delete(Page)
         .where(Page.job_id == job_id, Page.page_number == page_number)
-        .returning(Page.path)
+        .returning(Page.id)
     )
-    if path is None:
-        return None
+    if deleted is None:
+        return False
     await session.execute(
         update(Job)
         .where(Job.job_id == job_id)
@@ -218,7 +219,7 @@ async def delete_page(session: AsyncSession, job_id: uuid.UUID, page_number: int
             updated_at=func.now(),
         )
     )
-    return str(path)
+    return True
 
 
 async def delete_job(session: AsyncSession, job_id: uuid.UUID) -> bool:

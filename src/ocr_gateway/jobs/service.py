@@ -28,6 +28,9 @@ from ocr_gateway.events.types import EventType
 from ocr_gateway.jobs import repository as repo
 from ocr_gateway.rendering.service import Renderer
 from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage import ArtefactStore
+from ocr_gateway.storage.cleanup import delete_all_job_artefacts
+from ocr_gateway.storage.keys import job_prefix, page_key, page_thumbnails_prefix
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +70,14 @@ class JobService:
         settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
+        store: ArtefactStore,
         renderer: Renderer,
         control: DispatchControl,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
+        self.store = store
         self.renderer = renderer
         self.control = control
 
@@ -184,11 +189,11 @@ class JobService:
         async with self.sessions.begin() as session:
             if await repo.lock_job(session, job_id) is None:
                 raise NotFound(f"job {job_id} does not exist")
-            path = await repo.delete_page(session, job_id, page_number)
-            if path is None:
+            if not await repo.delete_page(session, job_id, page_number):
                 raise NotFound(f"page {page_number} of job {job_id} does not exist")
             await repo.refresh_job_progress(session, job_id)
-        await self.storage.remove_file(path)
+        await self.store.delete(page_key(job_id, page_number))
+        await self.store.delete_prefix(page_thumbnails_prefix(job_id, page_number))
         log.info("page deleted job_id=%s page_number=%d", job_id, page_number)
 
     async def delete_job(self, job_id: uuid.UUID, *, scope: str | None) -> None:
@@ -200,8 +205,8 @@ class JobService:
             await events_repo.record_event(session, job_id, EventType.JOB_DELETED)
             await repo.delete_job(session, job_id)
         await self.renderer.cancel_render(job_id)
-        await self.storage.remove_job_dir(job_id)
         await self.storage.remove_file(self.storage.temp_path(job_id))
+        await self.store.delete_prefix(job_prefix(job_id))
         log.info("job deleted job_id=%s", job_id)
 
     async def delete_all(self) -> None:
@@ -212,8 +217,8 @@ class JobService:
         async with self.sessions.begin() as session:
             await events_repo.record_all_deleted(session)
             deleted = await repo.delete_all_jobs(session)
-        await self.storage.remove_all_job_dirs()
         for job_id in deleted:
             await self.storage.remove_file(self.storage.temp_path(job_id))
+        await delete_all_job_artefacts(self.store)
         purged = await self.control.purge_pages()
         log.info("all jobs deleted jobs=%d purged_messages=%d", len(deleted), purged)

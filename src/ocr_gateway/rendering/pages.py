@@ -57,8 +57,8 @@ def render_pages(
     """Render 1-based `page_numbers` of `source` to `<out_dir>/<n>.png`; returns (n, path) pairs.
 
     Each PNG is written to a `.part` file and renamed, so a page file is complete or absent.
-    `out_dir` must exist: a job deleted while its pages render has no folder, and the write
-    fails instead of recreating it.
+    `out_dir` is the job's scratch folder under TEMP_DIR; the renderer moves the PNGs from it
+    into the artefact store.
     """
     written: list[tuple[int, str]] = []
     for number in page_numbers:

@@ -4,6 +4,13 @@ A job with `text_layer=auto` has each PDF page's text layer read and judged in t
 call (rendering/text_layer.py); a page that passes is recorded `done` in the transaction that
 records its PNG, with its `page.done` event and, when it was the job's last, `job.completed`,
 exactly as if a worker's result had arrived.
+
+The pool writes a chunk's PNGs into the job's scratch folder under TEMP_DIR; each is then
+moved into the artefact store (`put_file(move=True)`: a rename into FILES_DIR on local disk,
+an upload on S3) before its page row is inserted, so a page row always has its PNG. When the
+store cannot take a page (`StorageUnavailable`), the render stops without failing the job:
+its lease is handed back with the attempt not counted, the upload stays in TEMP_DIR, and the
+next `resume_unfinished` renders the pages that have no row yet.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,8 +41,14 @@ from ocr_gateway.rendering.mupdf import RenderOptions
 from ocr_gateway.rendering.pages import RenderFailure, render_pages
 from ocr_gateway.rendering.storage import Storage
 from ocr_gateway.rendering.text_layer import RenderedChunk, render_pages_reading_text
+from ocr_gateway.storage import ArtefactStore, StorageUnavailable
+from ocr_gateway.storage.keys import job_prefix, page_key
 
 log = logging.getLogger(__name__)
+
+# Pages of one chunk handed to the store at once (uploads in flight, on S3).
+STORE_CONCURRENCY = 8
+PNG = "image/png"
 
 # Pixels rendered per chunk at most: eight A4 pages at 200 DPI. A chunk of huge image frames
 # has fewer pages, so that no chunk holds a render process for long while other jobs wait.
@@ -56,11 +70,13 @@ class Renderer:
         settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
+        store: ArtefactStore,
         render_pool: ProcessPool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
+        self.store = store
         self.render_pool = render_pool
         self.options = RenderOptions(
             dpi=settings.render_dpi,
@@ -110,19 +126,41 @@ class Renderer:
         text_layer: bool = False,
         tables: bool = False,
     ) -> None:
+        out_dir = self.storage.render_dir(job_id)
+        try:
+            await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+            await self._render_pages(
+                job_id, media_type, pages, attempt, size, str(out_dir), text_layer, tables
+            )
+        finally:
+            await self.storage.remove_dir(out_dir)
+
+    async def _render_pages(
+        self,
+        job_id: uuid.UUID,
+        media_type: str,
+        pages: list[int],
+        attempt: int,
+        size: int,
+        out_dir: str,
+        text_layer: bool,
+        tables: bool,
+    ) -> None:
         source = str(self.storage.temp_path(job_id))
-        out_dir = str(self.storage.job_dir(job_id))
         chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
         failure: str | None = None
+        storage_down: str | None = None
         job_gone = False
         log.info("render started job_id=%s pages=%d attempt=%d", job_id, len(pages), attempt)
-        await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+
+        def stopped() -> bool:
+            return failure is not None or storage_down is not None or job_gone
 
         async def worker() -> None:
-            nonlocal failure, job_gone
-            while chunks and failure is None and not job_gone:
+            nonlocal failure, storage_down, job_gone
+            while chunks and not stopped():
                 async with self._share.slot(job_id):
-                    if not chunks or failure is not None or job_gone:
+                    if not chunks or stopped():
                         return
                     chunk = chunks.pop(0)
                     try:
@@ -132,13 +170,17 @@ class Renderer:
                     except RenderFailure as exc:
                         failure = str(exc)
                         return
-                written = rendered.written
-                sizes = await asyncio.to_thread(_file_sizes, written)
+                sizes = await asyncio.to_thread(_file_sizes, rendered.written)
+                try:
+                    stored = await self._store_pages(job_id, rendered.written)
+                except StorageUnavailable as exc:
+                    storage_down = str(exc)
+                    return
                 async with self.sessions.begin() as session:
                     recorded = await repo.record_rendered_pages(
                         session,
                         job_id,
-                        written,
+                        stored,
                         render_lease_s=self.settings.render_lease_s,
                         sizes=sizes,
                         read_pages=rendered.text_pages,
@@ -169,8 +211,15 @@ class Renderer:
 
         if job_gone:
             log.info("render abandoned, job deleted job_id=%s", job_id)
-            await self.storage.remove_job_dir(job_id)
             await self.storage.remove_file(source)
+            await self.store.delete_prefix(job_prefix(job_id))
+            return
+        if storage_down is not None and failure is None:
+            # Not the job's fault: hand the render back (the attempt not counted) and keep the
+            # upload; `resume_unfinished` renders the pages not stored once the store is back.
+            async with self.sessions.begin() as session:
+                await repo.release_render_leases(session, [job_id])
+            log.warning("render paused, storage unavailable job_id=%s: %s", job_id, storage_down)
             return
         async with self.sessions.begin() as session:
             if failure is not None:
@@ -192,6 +241,20 @@ class Renderer:
             log.error("render failed job_id=%s reason=%s", job_id, failure)
         else:
             log.info("render finished job_id=%s pages=%d", job_id, len(pages))
+
+    async def _store_pages(
+        self, job_id: uuid.UUID, written: list[tuple[int, str]]
+    ) -> list[tuple[int, str]]:
+        """Move a chunk's PNGs from the scratch folder into the store; (page, key) pairs."""
+        limit = asyncio.Semaphore(STORE_CONCURRENCY)
+
+        async def place(number: int, path: str) -> tuple[int, str]:
+            key = page_key(job_id, number)
+            async with limit:
+                await self.store.put_file(key, Path(path), content_type=PNG, move=True)
+            return number, key
+
+        return list(await asyncio.gather(*(place(number, path) for number, path in written)))
 
     async def _render_chunk(
         self,
@@ -358,8 +421,8 @@ async def _record_read_pages(
 
 
 def _file_sizes(written: Iterable[tuple[int, str]]) -> dict[int, int]:
-    """Each written PNG's bytes, by page number, for the tenant's storage quota (a stat each,
-    on a thread: the pool hands back paths; a page already removed counts nothing)."""
+    """Each written PNG's bytes, by page number, for the tenant's storage quota: a stat each
+    of the scratch files before they go to the store, so both backends count the same bytes."""
     sizes: dict[int, int] = {}
     for number, path in written:
         with contextlib.suppress(FileNotFoundError):

@@ -5,7 +5,12 @@ Nothing outside this package builds a path or an object name for an artefact: it
 returns the backend `OCR_GATEWAY_STORAGE` names.
 """
 
-from ocr_gateway.storage.base import ArtefactMissing, ArtefactStore, StorageUnavailable
+from ocr_gateway.storage.base import (
+    ArtefactMissing,
+    ArtefactStore,
+    StorageUnavailable,
+    StoredFile,
+)
 from ocr_gateway.storage.factory import open_store
 
-__all__ = ["ArtefactMissing", "ArtefactStore", "StorageUnavailable", "open_store"]
+__all__ = ["ArtefactMissing", "ArtefactStore", "StorageUnavailable", "StoredFile", "open_store"]

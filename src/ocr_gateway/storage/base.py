@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,6 +28,15 @@ class ArtefactMissing(GatewayError):
 
     status_code = 404
     kind = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """An artefact a route serves: streamed from the store by key (`iter_bytes`)."""
+
+    key: str
+    size: int
+    media_type: str
 
 
 class ArtefactStore(abc.ABC):
@@ -94,6 +104,19 @@ class ArtefactStore(abc.ABC):
         its own (the dispatcher's page reader: a thread hop per read costs more than the
         read); None where objects are not files (S3)."""
         return None
+
+    @contextlib.asynccontextmanager
+    async def local_copies(self, keys: Iterable[str]) -> AsyncIterator[dict[str, Path]]:
+        """`local_copy` of many keys at once, by key; a key without an object is left out
+        (a page deleted meanwhile). S3 downloads them concurrently."""
+        async with contextlib.AsyncExitStack() as stack:
+            copies: dict[str, Path] = {}
+            for key in keys:
+                try:
+                    copies[key] = await stack.enter_async_context(self.local_copy(key))
+                except ArtefactMissing:
+                    continue
+            yield copies
 
     async def presigned_url(self, key: str, expires_s: int) -> str | None:
         """A URL that reads the object without credentials until it expires, or None where

@@ -12,6 +12,8 @@ import uuid
 # `/images` uploads (ocr_gateway.thumbnails) live under their own prefix, not a job's:
 # deleting every job leaves them alone.
 IMAGES_PREFIX = "images/"
+# A job's page thumbnails: `<job_id>/thumbnails/<page_number>-<size>.webp`.
+PAGE_THUMBNAILS = "thumbnails/"
 
 
 def job_prefix(job_id: uuid.UUID) -> str:
@@ -35,3 +37,27 @@ def job_artefact_key(job_id: uuid.UUID, name: str) -> str:
 def image_key(name: str) -> str:
     """An `/images` upload's original or thumbnail."""
     return f"{IMAGES_PREFIX}{name}"
+
+
+def page_thumbnail_key(job_id: uuid.UUID, page_number: int, size: int) -> str:
+    """A job page's WebP thumbnail, made at its first request."""
+    return f"{job_id}/{PAGE_THUMBNAILS}{page_number}-{size}.webp"
+
+
+def page_thumbnails_prefix(job_id: uuid.UUID, page_number: int) -> str:
+    """Every thumbnail of one page (deleted with the page)."""
+    return f"{job_id}/{PAGE_THUMBNAILS}{page_number}-"
+
+
+def image_prefix(image_id: uuid.UUID) -> str:
+    """An `/images` upload's original and thumbnails."""
+    return f"{IMAGES_PREFIX}{image_id}/"
+
+
+def job_of(key: str) -> uuid.UUID | None:
+    """The job a key belongs to, or None for a key outside every job (`images/...`)."""
+    head = key.split("/", 1)[0]
+    try:
+        return uuid.UUID(head)
+    except ValueError:
+        return None

@@ -23,6 +23,9 @@ class LocalStore(ArtefactStore):
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
+    def __repr__(self) -> str:
+        return f"local:{self.root}"
+
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
@@ -118,8 +121,11 @@ class LocalStore(ArtefactStore):
 def _write_atomic(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed write (a full disk) leaves no part behind
 
 
 def _place_file(source: Path, target: Path, move: bool) -> None:
@@ -131,7 +137,10 @@ def _place_file(source: Path, target: Path, move: bool) -> None:
         except OSError:
             pass  # another filesystem (EXDEV): copy, then remove the source
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     if move:
         source.unlink(missing_ok=True)

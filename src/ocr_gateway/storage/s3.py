@@ -12,10 +12,12 @@ object is `ArtefactMissing`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +45,8 @@ MULTIPART_THRESHOLD = 16 << 20
 PART_SIZE = 8 << 20
 # Keys per DeleteObjects call: the S3 API's maximum.
 DELETE_BATCH = 1000
+# Objects downloaded at once by `local_copies`.
+DOWNLOAD_CONCURRENCY = 16
 OCTET_STREAM = "application/octet-stream"
 # What a failed connection or a cut response raises, besides botocore's own errors.
 NETWORK_ERRORS = (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
@@ -100,6 +104,10 @@ class S3Store(ArtefactStore):
             prefix=settings.s3_prefix,
             temp_dir=settings.temp_dir,
         )
+
+    def __repr__(self) -> str:
+        """Where objects go, for the start log: endpoint, bucket and prefix, never a key."""
+        return f"s3:{self.endpoint_url or 'aws'}/{self.bucket}/{self.prefix}"
 
     def _name(self, key: str) -> str:
         if not key or key.startswith("/"):
@@ -292,6 +300,33 @@ class S3Store(ArtefactStore):
             yield path
         finally:
             await anyio.Path(path).unlink(missing_ok=True)
+
+    @contextlib.asynccontextmanager
+    async def local_copies(self, keys: Iterable[str]) -> AsyncIterator[dict[str, Path]]:
+        """Download the objects concurrently into one temporary folder, removed at exit."""
+        folder = Path(
+            await anyio.to_thread.run_sync(
+                lambda: tempfile.mkdtemp(prefix="s3-copies-", dir=self.temp_dir)
+            )
+        )
+        limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        copies: dict[str, Path] = {}
+
+        async def fetch(index: int, key: str) -> None:
+            async with limit:
+                try:
+                    data = await self.get_bytes(key)
+                except ArtefactMissing:
+                    return
+                path = folder / f"{index}{Path(key).suffix}"
+                await anyio.Path(path).write_bytes(data)
+                copies[key] = path
+
+        try:
+            await asyncio.gather(*(fetch(index, key) for index, key in enumerate(keys)))
+            yield copies
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
 
     async def presigned_url(self, key: str, expires_s: int) -> str | None:
         name = self._name(key)

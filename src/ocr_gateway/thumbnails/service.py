@@ -6,9 +6,11 @@ thumbnails are written (DONE) or cannot be (FAILED, with the reason). The proces
 it holds a lease on it while it works; an image whose process died is taken up by the next
 process that finds its lease run out (`resume_unfinished`, also at start-up).
 
-Files: `files/images/<image_id>/original` and `files/images/<image_id>/<box>.webp`; a page's
-thumbnail sits beside its PNG, `files/<job_id>/<page_number>.thumb-<size>.webp`, and goes
-with the job.
+Artefacts (storage.keys): `images/<image_id>/original` and `images/<image_id>/<box>.webp`; a
+page's thumbnail is `<job_id>/thumbnails/<page_number>-<size>.webp` and goes with the job. The
+render pool works on local copies and a scratch folder; what it writes is put in the store.
+A store that cannot be reached fails an upload with 503 and leaves an image PROCESSING, handed
+back for a later resume, never FAILED for it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
-
-import anyio
 
 from ocr_gateway.core.errors import Conflict, GatewayError, NotFound, ServiceUnavailable
 from ocr_gateway.core.process_pool import PoolUnavailable, ProcessPool, WorkerLost
@@ -30,12 +28,15 @@ from ocr_gateway.core.settings import Settings
 from ocr_gateway.db.engine import SessionFactory
 from ocr_gateway.db.models import ImageStatus, StoredImage
 from ocr_gateway.jobs import repository as jobs_repo
-from ocr_gateway.rendering.storage import IMAGES_DIR, Storage
+from ocr_gateway.rendering.storage import Storage
+from ocr_gateway.storage import ArtefactMissing, ArtefactStore, StorageUnavailable, StoredFile
+from ocr_gateway.storage.keys import image_key, image_prefix, page_key, page_thumbnail_key
 from ocr_gateway.tenants import repository as tenants_repo
 from ocr_gateway.tenants.access import Caller
 from ocr_gateway.thumbnails import repository as repo
 from ocr_gateway.thumbnails.making import (
     IMAGE_BOXES,
+    THUMBNAIL_MEDIA_TYPE,
     Made,
     make_page_thumbnail,
     make_thumbnails,
@@ -65,42 +66,41 @@ class AcceptedImage:
 
 @dataclass(frozen=True, slots=True)
 class ServedFile:
-    path: Path
-    media_type: str
+    stored: StoredFile
     etag: str
 
 
 class ThumbnailService:
-    """Owns the images folder, the thumbnail tasks of this process and their leases."""
+    """Owns the thumbnail tasks of this process and their leases."""
 
     def __init__(
         self,
         settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
+        store: ArtefactStore,
         uploads: UploadService,
         render_pool: ProcessPool,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
+        self.store = store
         self.uploads = uploads
         self.render_pool = render_pool
-        self.images_dir = storage.files_dir / IMAGES_DIR
         self._work: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._pages: dict[Path, asyncio.Task[None]] = {}
+        self._pages: dict[str, asyncio.Task[None]] = {}
 
     async def prepare(self) -> None:
-        await anyio.Path(self.images_dir).mkdir(parents=True, exist_ok=True)
+        """Nothing to make: the store holds the images (kept for the components' start-up)."""
 
-    def image_dir(self, image_id: uuid.UUID) -> Path:
-        return self.images_dir / str(image_id)
+    @staticmethod
+    def original_key(image_id: uuid.UUID) -> str:
+        return image_key(f"{image_id}/{ORIGINAL_NAME}")
 
-    def original_path(self, image_id: uuid.UUID) -> Path:
-        return self.image_dir(image_id) / ORIGINAL_NAME
-
-    def thumbnail_path(self, image_id: uuid.UUID, box: ImageBox) -> Path:
-        return self.image_dir(image_id) / thumbnail_name(box.value)
+    @staticmethod
+    def thumbnail_key(image_id: uuid.UUID, box: str) -> str:
+        return image_key(f"{image_id}/{thumbnail_name(box)}")
 
     @property
     def working_image_ids(self) -> list[uuid.UUID]:
@@ -135,7 +135,6 @@ class ThumbnailService:
             accepted=IMAGE_TYPES,
             texts=texts,
         )
-        image_dir = self.image_dir(image_id)
         try:
             wanted = parse_dedup(dedup if dedup is not None else texts.values.get(DEDUP_FIELD))
             key = dedup_key(KIND_IMAGES, {}, upload.sha256) if wanted else None
@@ -145,17 +144,19 @@ class ThumbnailService:
                     await self.storage.remove_file(temp_path)
                     return AcceptedImage(existing, deduplicated=True)
             await self._inspect(upload)
-            await anyio.Path(image_dir).mkdir(parents=True, exist_ok=True)
-            await anyio.to_thread.run_sync(
-                shutil.move, str(temp_path), str(self.original_path(image_id))
+            await self.store.put_file(
+                self.original_key(image_id),
+                temp_path,
+                content_type=upload.media_type.value,
+                move=True,
             )
             accepted = await self._record(image_id, upload, caller.tenant, key)
         except BaseException:
             await self.storage.remove_file(temp_path)
-            await _remove_tree(image_dir)
+            await self._forget_files(image_id)
             raise
         if accepted.deduplicated:
-            await _remove_tree(image_dir)
+            await self._forget_files(image_id)
             return accepted
         log.info(
             "image accepted image_id=%s filename=%r media_type=%s bytes=%d",
@@ -217,29 +218,18 @@ class ThumbnailService:
 
     async def _make(self, image_id: uuid.UUID) -> None:
         """Make the image's thumbnails in the render pool, retrying a lost worker; record DONE
-        or FAILED. A pool shut down (this process stopping) leaves it PROCESSING for the next."""
-        made: Made | None = None
-        reason = ""
-        for attempt in range(1, self.settings.thumbnail_max_attempts + 1):
-            try:
-                made = await self.render_pool.run(
-                    make_thumbnails,
-                    str(self.original_path(image_id)),
-                    str(self.image_dir(image_id)),
-                    IMAGE_BOXES,
-                    self.settings.thumbnail_quality,
-                    self.settings.max_page_pixels,
-                    timeout=self.settings.thumbnail_timeout_s,
-                )
-                break
-            except PoolUnavailable:
-                log.warning("thumbnails left for later, no render pool image_id=%s", image_id)
-                return
-            except WorkerLost as exc:
-                reason = f"making the thumbnails failed: {exc}"
-                log.warning(
-                    "thumbnail worker lost image_id=%s attempt=%d: %s", image_id, attempt, exc
-                )
+        or FAILED. A pool shut down (this process stopping) or a store that cannot be reached
+        leaves it PROCESSING for a later resume."""
+        try:
+            made, reason = await self._made(image_id)
+        except PoolUnavailable:
+            log.warning("thumbnails left for later, no render pool image_id=%s", image_id)
+            return
+        except StorageUnavailable as exc:
+            log.warning("thumbnails left for later image_id=%s: %s", image_id, exc)
+            async with self.sessions.begin() as session:
+                await repo.release_leases(session, [image_id])
+            return
         async with self.sessions.begin() as session:
             if made is not None and made.problem is None:
                 thumbnails = {
@@ -263,9 +253,50 @@ class ThumbnailService:
         await self._remove_thumbnails(image_id)
         log.error("thumbnails failed image_id=%s reason=%s", image_id, reason)
 
+    async def _made(self, image_id: uuid.UUID) -> tuple[Made | None, str]:
+        """The pool's work on a local copy of the original, into a scratch folder, and the
+        thumbnails it wrote put in the store; (None, reason) when every worker was lost."""
+        reason = ""
+        async with (
+            self.store.local_copy(self.original_key(image_id)) as original,
+            self.storage.scratch() as folder,
+        ):
+            for attempt in range(1, self.settings.thumbnail_max_attempts + 1):
+                try:
+                    made: Made = await self.render_pool.run(
+                        make_thumbnails,
+                        str(original),
+                        str(folder),
+                        IMAGE_BOXES,
+                        self.settings.thumbnail_quality,
+                        self.settings.max_page_pixels,
+                        timeout=self.settings.thumbnail_timeout_s,
+                    )
+                except WorkerLost as exc:
+                    reason = f"making the thumbnails failed: {exc}"
+                    log.warning(
+                        "thumbnail worker lost image_id=%s attempt=%d: %s", image_id, attempt, exc
+                    )
+                    continue
+                for thumb in made.thumbnails if made.problem is None else ():
+                    await self.store.put_file(
+                        self.thumbnail_key(image_id, thumb.box),
+                        folder / thumbnail_name(thumb.box),
+                        content_type=THUMBNAIL_MEDIA_TYPE,
+                        move=True,
+                    )
+                return made, reason
+        return None, reason
+
     async def _remove_thumbnails(self, image_id: uuid.UUID) -> None:
         for box in ImageBox:
-            await self.storage.remove_file(self.thumbnail_path(image_id, box))
+            await self.store.delete(self.thumbnail_key(image_id, box.value))
+
+    async def _forget_files(self, image_id: uuid.UUID) -> None:
+        """Remove what an upload refused or answered by a duplicate stored; a store that
+        cannot be reached now leaves it for nobody to serve (no row names it)."""
+        with contextlib.suppress(StorageUnavailable):
+            await self.store.delete_prefix(image_prefix(image_id))
 
     async def resume_unfinished(self) -> int:
         """Take up images whose process died: make their thumbnails again from the original,
@@ -277,7 +308,7 @@ class ThumbnailService:
                 continue
             if attempts > self.settings.thumbnail_max_attempts + 1:
                 reason = f"the thumbnails were not made after {attempts - 1} attempts"
-            elif not await anyio.Path(self.original_path(image_id)).is_file():
+            elif not await self.store.exists(self.original_key(image_id)):
                 reason = "the original was lost before its thumbnails were made"
             else:
                 log.info("thumbnails resumed image_id=%s attempt=%d", image_id, attempts)
@@ -321,7 +352,8 @@ class ThumbnailService:
     async def original(self, image_id: uuid.UUID, *, scope: str | None) -> ServedFile:
         image = await self.get(image_id, scope=scope)
         etag = '"' + image.sha256.hex()[:32] + '"'
-        return ServedFile(self.original_path(image_id), image.media_type, etag)
+        stored = StoredFile(self.original_key(image_id), image.size_bytes, image.media_type)
+        return ServedFile(stored, etag)
 
     async def thumbnail(
         self, image_id: uuid.UUID, box: ImageBox, *, scope: str | None
@@ -332,8 +364,10 @@ class ThumbnailService:
             raise Conflict(
                 f"image {image_id} is {image.status}; its thumbnails are served once it is DONE"
             ).add_fields(status=image.status)
-        etag = str(image.thumbnails[box.value]["etag"])
-        return ServedFile(self.thumbnail_path(image_id, box), "image/webp", etag)
+        entry = image.thumbnails[box.value]
+        key = self.thumbnail_key(image_id, box.value)
+        stored = StoredFile(key, int(entry["bytes"]), THUMBNAIL_MEDIA_TYPE)
+        return ServedFile(stored, str(entry["etag"]))
 
     async def delete(self, image_id: uuid.UUID, *, scope: str | None) -> None:
         """Remove the image's row and files; its dedup key goes with the row."""
@@ -345,7 +379,7 @@ class ThumbnailService:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        await _remove_tree(self.image_dir(image_id))
+        await self.store.delete_prefix(image_prefix(image_id))
         log.info("image deleted image_id=%s", image_id)
 
     # ------------------------------------------------------------ job pages
@@ -354,25 +388,27 @@ class ThumbnailService:
         self, job_id: uuid.UUID, page_number: int, size: int, *, scope: str | None
     ) -> tuple[bytes, str]:
         """A job page's thumbnail (WebP bytes, strong ETag), made at its first request in the
-        render pool and kept beside the page's PNG. 404 for an unknown job or a page not
+        render pool and kept with the job's artefacts. 404 for an unknown job or a page not
         rendered yet."""
         async with self.sessions() as session:
             if await jobs_repo.get_job(session, job_id, tenant=scope) is None:
                 raise NotFound(f"job {job_id} does not exist")
             page = await jobs_repo.get_page(session, job_id, page_number)
-        source = self.storage.page_path(job_id, page_number)
-        if page is None or not await anyio.Path(source).is_file():
+        source = page_key(job_id, page_number)
+        if page is None or not await self.store.exists(source):
             raise NotFound(f"page {page_number} of job {job_id} does not exist")
-        target = self.storage.job_dir(job_id) / f"{page_number}.thumb-{size}.webp"
-        if not await anyio.Path(target).is_file():
-            await self._page_made(source, target, size)
+        target = page_thumbnail_key(job_id, page_number, size)
         try:
-            data = await anyio.Path(target).read_bytes()
-        except FileNotFoundError:  # the job was deleted meanwhile
-            raise NotFound(f"page {page_number} of job {job_id} does not exist") from None
+            data = await self.store.get_bytes(target)
+        except ArtefactMissing:
+            await self._page_made(source, target, size)
+            try:
+                data = await self.store.get_bytes(target)
+            except ArtefactMissing:  # the job was deleted meanwhile
+                raise NotFound(f"page {page_number} of job {job_id} does not exist") from None
         return data, strong_etag(data)
 
-    async def _page_made(self, source: Path, target: Path, size: int) -> None:
+    async def _page_made(self, source: str, target: str, size: int) -> None:
         """Make `target` once, however many requests ask for it at the same moment."""
         task = self._pages.get(target)
         if task is None:
@@ -381,23 +417,25 @@ class ThumbnailService:
             task.add_done_callback(lambda _t: self._pages.pop(target, None))
         await asyncio.shield(task)
 
-    async def _make_page(self, source: Path, target: Path, size: int) -> None:
+    async def _make_page(self, source: str, target: str, size: int) -> None:
         try:
-            made = await self.render_pool.run(
-                make_page_thumbnail,
-                str(source),
-                str(target),
-                size,
-                self.settings.thumbnail_quality,
-                timeout=self.settings.thumbnail_timeout_s,
-            )
+            async with self.store.local_copy(source) as png, self.storage.scratch() as folder:
+                written = folder / "thumbnail.webp"
+                made = await self.render_pool.run(
+                    make_page_thumbnail,
+                    str(png),
+                    str(written),
+                    size,
+                    self.settings.thumbnail_quality,
+                    timeout=self.settings.thumbnail_timeout_s,
+                )
+                if made.problem is None:
+                    await self.store.put_file(
+                        target, written, content_type=THUMBNAIL_MEDIA_TYPE, move=True
+                    )
+        except ArtefactMissing:
+            raise NotFound("the page was deleted") from None
         except WorkerLost as exc:
             raise ServiceUnavailable(f"the thumbnail cannot be made right now ({exc})") from exc
         if made.problem is not None:
-            if not await anyio.Path(source).is_file():
-                raise NotFound("the page was deleted")
             raise GatewayError(made.problem)
-
-
-async def _remove_tree(path: Path) -> None:
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
