@@ -296,6 +296,9 @@ class Job(Timestamped, Base):
     )
 
 
+PAGE_PATH_COMMENT = "the page PNG's storage key: <job_id>/<page_number>.png"
+
+
 class Page(Timestamped, Base):
     __tablename__ = "pages"
 
@@ -311,7 +314,8 @@ class Page(Timestamped, Base):
     # The job's priority, copied here like the tenant, so claims find a task's pages at once.
     priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     page_number: Mapped[int] = mapped_column(Integer)
-    path: Mapped[str] = mapped_column(Text)
+    # The PNG's key in the artefact store, never a path (migration 0014).
+    path: Mapped[str] = mapped_column(Text, comment=PAGE_PATH_COMMENT)
     status: Mapped[str] = mapped_column(String(16), default=PageStatus.PENDING)
     text: Mapped[str | None] = mapped_column(Text)
     boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
