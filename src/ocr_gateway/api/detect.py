@@ -9,8 +9,10 @@ call in the wrong status answers 409 with that `status`; a bad PATCH answers 422
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request, status
+from pydantic import BaseModel
 
 from ocr_gateway.api.deps import CallerDep, DetectDep
 from ocr_gateway.api.openapi import CALLER_ERRORS, UPLOAD_ERRORS, errors, multipart_body
@@ -21,7 +23,29 @@ from ocr_gateway.detect.schemas import (
     DetectResult,
 )
 
-router = APIRouter(prefix="/v1/ocr/jobs", tags=["detect"], responses=errors(*CALLER_ERRORS))
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its nested models written in place: the route reads its
+    body itself, so the OpenAPI document has no component for them to refer to."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+# Every route validates its job id or the X-Tenant-Id header: 422 in the one error shape.
+router = APIRouter(prefix="/v1/ocr/jobs", tags=["detect"], responses=errors(*CALLER_ERRORS, 422))
 
 
 @router.post(
@@ -84,7 +108,7 @@ async def get_boxes(job_id: uuid.UUID, detect: DetectDep, caller: CallerDep) -> 
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": DetectPatch.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_schema(DetectPatch)}},
         }
     },
 )
