@@ -50,6 +50,7 @@ from bench.sections import (
     message_images,
     metrics,
     publish,
+    regions,
     render,
     scale,
     tables,
@@ -77,6 +78,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in convert.convert_rows(plan)})
     rows.update({row.key: row for row in metrics.metrics_rows(plan)})
     rows.update({row.key: row for row in message_images.message_image_rows(plan)})
+    rows.update({row.key: row for row in regions.region_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -173,6 +175,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 17 in wanted:
             # The section starts its services itself: inline and url, alternating.
             await guarded(17, None, lambda: message_images.run(ctx, rows))
+        if 18 in wanted:
+            # Recognise versus full OCR in one OCR process: the pool functions themselves.
+            await guarded(18, None, lambda: regions.run(rows, plan))
     except Exception as exc:
         failures += 1
         traceback.print_exc()

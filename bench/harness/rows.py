@@ -186,6 +186,7 @@ SECTION_ROWS = {
     15: ("15a", "15b", "15c", "15d"),  # rows made by bench.sections.convert
     16: ("16a", "16f", "16b", "16c", "16d", "16e"),  # rows made by bench.sections.metrics
     17: ("17a", "17b", "17c", "17d"),  # rows made by bench.sections.message_images
+    18: ("18a", "18b", "18c", "18d"),  # rows made by bench.sections.regions
 }
 
 
