@@ -199,7 +199,8 @@ async def run_once(
 
 def versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for package in ("pymupdf", "rapidocr-onnxruntime", "onnxruntime", "pytesseract"):
+    packages = ("pymupdf", "rapidocr-onnxruntime", "rapidocr", "onnxruntime", "pytesseract")
+    for package in (*packages, "tesserocr"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             parts.append(f"{package} {importlib.metadata.version(package)}")
     if shutil.which("tesseract"):

@@ -18,6 +18,7 @@ from rapidfuzz.distance import Levenshtein
 
 from ocr_gateway.worker.engine import ENGINES, available_engines, build_engine
 from ocr_gateway.worker.layout import OcrOutput
+from ocr_gateway.worker.regions import RegionEngine, run_region_task
 from ocr_gateway.worker.tesseract import UPRIGHT, unturn_bbox
 from tests.support.documents import sample
 
@@ -107,3 +108,18 @@ def test_a_box_on_the_upright_page_maps_back_to_the_pixels_received(turn: int) -
     assert len(found) == 1
     u, v = found[0]
     assert unturn_bbox([u, v, u + 1, v + 1], turn, width, height) == [7, 5, 8, 6]
+
+
+def test_tesserocr_detects_lines_alone_and_reads_the_boxes_it_is_given(
+    page: tuple[bytes, str],
+) -> None:
+    """The `detect` and `recognize` page tasks (worker/regions.py) on tesserocr."""
+    png, reference = page
+    engine = build_engine("tesserocr")
+    assert isinstance(engine, RegionEngine)
+    detected = run_region_task(engine, "detect", png, None)
+    assert detected.text == "" and len(detected.boxes) >= 10
+    asked = [{"id": box["id"], "points": box["points"]} for box in detected.boxes]
+    read = run_region_task(engine, "recognize", png, asked)
+    assert [box["id"] for box in read.boxes] == [box["id"] for box in asked]
+    assert cer(reference, read.text) <= MAX_CER["tesserocr"]

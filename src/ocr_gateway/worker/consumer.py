@@ -60,6 +60,13 @@ RETRY_DELAY_S = 1.0
 # A page whose image URL did not answer waits this long before it goes back to the queue.
 IMAGE_RETRY_DELAY_S = 2.0
 MAX_CONNECT_BACKOFF_S = 30.0
+# When this process started (its imports included), for the "OCR engine ready" log line.
+STARTED = time.monotonic()
+
+
+class WorkerFailed(Exception):
+    """The worker cannot serve: its OCR processes did not start."""
+
 
 # `recognize(image_base64)`, or `recognize(image_base64, tables=True)` for a page that asks
 # for its tables too, or `recognize(image_base64, task=..., boxes=...)` for a `detect` or
@@ -92,10 +99,20 @@ class ResultPublisher:
 class OcrWorker:
     """Consumes the pages queue until `stop` is set; `recognize` runs OCR off the loop."""
 
-    def __init__(self, settings: Settings, recognize: Recognize, *, prefetch: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recognize: Recognize,
+        *,
+        prefetch: int,
+        warm: Awaitable[object] | None = None,
+    ) -> None:
         self.settings = settings
         self.recognize = recognize
         self.prefetch = prefetch
+        # Consuming starts only once this is done (the OCR processes' engines are loaded), so
+        # no page waits on a cold engine; connecting and declaring overlap with the loading.
+        self.warm = warm
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._publisher: ResultPublisher | None = None
@@ -124,13 +141,16 @@ class OcrWorker:
             await consume_channel.set_qos(prefetch_count=self.prefetch)
             declared = await declare_pages_queue(consume_channel, self.settings.pages_queue)
             pages = declared.queue
+            if self.warm is not None and not await _first(self.warm, stop):
+                return
             tag = await pages.consume(self._on_message)
             log.info(
-                "worker consuming queue=%s results=%s prefetch=%d priority=%s",
+                "worker consuming queue=%s results=%s prefetch=%d priority=%s seconds=%.2f",
                 self.settings.pages_queue,
                 self.settings.results_queue,
                 self.prefetch,
                 declared.prioritized,
+                time.monotonic() - STARTED,
             )
             await stop.wait()
             self._stopping = True
@@ -287,6 +307,19 @@ class OcrWorker:
         )
 
 
+async def _first(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Wait for `work` (raising its error) unless a stop comes first: then False."""
+    done = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not done.done():
+        done.cancel()
+        return False
+    done.result()
+    return True
+
+
 async def _settle(message: AbstractIncomingMessage, action: Awaitable[None]) -> bool:
     """Ack, nack or reject; after a lost channel RabbitMQ has requeued the page already."""
     try:
@@ -332,16 +365,18 @@ async def _serve(settings: Settings) -> int:
         log.info(
             "worker starting engine=%s processes=%d", settings.ocr_engine, settings.ocr_processes
         )
-        starting = asyncio.ensure_future(pool.start(engine_name, START_TIMEOUT_S))
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not starting.done():
-            starting.cancel()
-            return 0
-        if (error := starting.exception()) is not None:
-            log.error("the OCR processes did not start: %s: %s", type(error).__name__, error)
-            return 1
+
+        async def warm_pool() -> None:
+            try:
+                await pool.start(engine_name, START_TIMEOUT_S)
+            except Exception as exc:
+                raise WorkerFailed(f"the OCR processes did not start: {exc}") from exc
+            log.info(
+                "OCR engine ready engine=%s processes=%d seconds=%.2f",
+                settings.ocr_engine,
+                settings.ocr_processes,
+                time.monotonic() - STARTED,
+            )
 
         # Measured here, around the pool call, so the OCR processes never touch a registry
         # (README, "Metrics": one port per worker, served by its main process).
@@ -371,15 +406,21 @@ async def _serve(settings: Settings) -> int:
             span=settings.worker_metrics_port_span,
         )
 
-        worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes)
+        # The engines load while the worker connects; it consumes once they are loaded.
+        warming = asyncio.ensure_future(warm_pool())
+        worker = OcrWorker(settings, recognize, prefetch=settings.ocr_processes, warm=warming)
         try:
             await worker.run(stop, abandon)
         except Exception as exc:
             log.error("worker failed: %s: %s", type(exc).__name__, exc)
             return 1
         finally:
+            warming.cancel()
             if metrics_server is not None:
                 metrics_server.close()
+        if warming.done() and not warming.cancelled() and warming.exception() is not None:
+            log.error("%s", warming.exception())
+            return 1
         return 0
     finally:
         pool.shutdown()

@@ -27,7 +27,6 @@ from typing import Any, Protocol  # noqa: E402
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from ocr_gateway.core.settings import OCR_ENGINES  # noqa: E402
 from ocr_gateway.worker.layout import Box, OcrOutput, to_output  # noqa: E402
 from ocr_gateway.worker.tesseract import (  # noqa: E402
     TESSERACT_LANG,
@@ -36,17 +35,27 @@ from ocr_gateway.worker.tesseract import (  # noqa: E402
     tessdata_dir,
 )
 
-# The names `OCR_GATEWAY_OCR_ENGINE` accepts: defined once, by the setting's Literal type.
-ENGINES = OCR_ENGINES
+
+def __getattr__(name: str) -> Any:
+    """`ENGINES`: the names `OCR_GATEWAY_OCR_ENGINE` accepts, defined once by the setting's
+    Literal type. Read from the settings module when asked, not at import: an OCR process
+    imports this module and has no use for pydantic-settings (0.6 s of its start-up)."""
+    if name == "ENGINES":
+        from ocr_gateway.core.settings import OCR_ENGINES
+
+        return OCR_ENGINES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # RapidOCR shrinks any image whose longer side exceeds its `max_side_len` (2000 by default)
 # before detection and cuts the text lines from the shrunk image, so a 200 DPI A4 page would
 # be read at ~170 DPI. The gateway already bounds a page's pixels; read pages as rendered.
 RAPIDOCR_MAX_SIDE = 4096
 # What `build_engine` reads once, so every model is loaded before the first page.
 WARM_UP_TEXT = "Warm up 0123"
+WARM_UP_SIDE = 768
 
 __all__ = [
-    "ENGINES",
     "TESSERACT_LANG",
     "EngineUnavailable",
     "OcrEngine",
@@ -215,8 +224,10 @@ def _pixels(image: Image.Image) -> Any:
 
 
 def warm_up_page() -> bytes:
-    """A small PNG with one line of text, at 200 DPI."""
-    image = Image.new("L", (640, 120), 255)
+    """A small PNG with one line of text, at 200 DPI. Square and at least 736 px a side:
+    RapidOCR's detector scales an image whose short side is below 736 px up to that (a
+    640 x 120 line became 3925 x 736 and took seconds)."""
+    image = Image.new("L", (WARM_UP_SIDE, WARM_UP_SIDE), 255)
     font = ImageFont.load_default(size=48)
     ImageDraw.Draw(image).text((20, 30), WARM_UP_TEXT, fill=0, font=font)
     buffer = io.BytesIO()
@@ -263,13 +274,19 @@ def check_engine(name: str) -> None:
                 f"the tesserocr engine needs Tesseract's {TESSERACT_LANG} models ({TESSDATA_HINT})"
             )
     else:
-        raise EngineUnavailable(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINES)}")
+        from ocr_gateway.core.settings import OCR_ENGINES
+
+        raise EngineUnavailable(
+            f"unknown OCR engine {name!r}; choose one of {', '.join(OCR_ENGINES)}"
+        )
 
 
 def available_engines() -> list[str]:
     """The engines that `check_engine` accepts on this machine."""
+    from ocr_gateway.core.settings import OCR_ENGINES
+
     found = []
-    for name in ENGINES:
+    for name in OCR_ENGINES:
         try:
             check_engine(name)
         except EngineUnavailable:

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from ocr_gateway.worker.layout import Box, OcrOutput, to_output
+
+if TYPE_CHECKING:
+    from ocr_gateway.worker.engine import DetectedRegions
 
 TESSERACT_LANG = "eng"
 # Page segmentation mode 3: fully automatic, without OSD (bench-ocr measured 3, 4, 6 and 11).
@@ -42,6 +46,9 @@ UPRIGHT = {
     180: Image.Transpose.ROTATE_180,
     270: Image.Transpose.ROTATE_270,
 }
+# The margin of page read around a box given to `recognize_regions`.
+REGION_MARGIN_PX = 4
+REGION_MARGIN_LINES = 0.3
 TESSDATA_GLOBS = ("/usr/share/tesseract-ocr/*/tessdata", "/usr/share/tessdata")
 
 
@@ -233,3 +240,66 @@ class TesserocrEngine(TesseractLines):
         if not found or float(found.get("orient_conf", 0)) < ORIENTATION_MIN_CONFIDENCE:
             return 0
         return int(found.get("orient_deg", 0)) % 360
+
+    # Detection alone and recognition alone (`worker/regions.py`, its `RegionEngine`).
+
+    def detect_regions(self, png: bytes) -> DetectedRegions:
+        """The page's text lines as Tesseract's layout analysis finds them, nothing read:
+        each an upright rectangle's four corners; Tesseract gives no score (None)."""
+        from ocr_gateway.worker.engine import DetectedRegions, open_image
+
+        image = open_image(png)
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        api = self._api
+        api.SetImage(image)
+        dpi = page_dpi(image)
+        if dpi:
+            api.SetSourceResolution(dpi)
+        found: list[tuple[list[list[float]], float | None]] = []
+        for _crop, box, _block, _para in api.GetComponentImages(self._tesserocr.RIL.TEXTLINE, True):
+            x0, y0 = float(box["x"]), float(box["y"])
+            x1, y1 = x0 + float(box["w"]), y0 + float(box["h"])
+            found.append(([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], None))
+        api.Clear()
+        return DetectedRegions(width=image.width, height=image.height, boxes=found)
+
+    def recognize_regions(
+        self, png: bytes, quads: Sequence[Sequence[Sequence[float]]]
+    ) -> list[tuple[str, float]]:
+        """The text and confidence (0..1) of each box, in the order given, without layout
+        analysis of the page: each box's bounding rectangle is read as one block of text."""
+        from ocr_gateway.worker.engine import open_image
+
+        if not quads:
+            return []
+        image = open_image(png)
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        api = self._api
+        dpi = page_dpi(image)
+        mode = api.GetPageSegMode()
+        api.SetPageSegMode(self._tesserocr.PSM.SINGLE_BLOCK)
+        read: list[tuple[str, float]] = []
+        try:
+            for quad in quads:
+                xs = [float(point[0]) for point in quad]
+                ys = [float(point[1]) for point in quad]
+                # A margin of page around the box: Tesseract misreads a glyph touching the
+                # crop's edge ("This" read as "I his").
+                pad = max(REGION_MARGIN_PX, REGION_MARGIN_LINES * (max(ys) - min(ys)))
+                left, top = max(0, int(min(xs) - pad)), max(0, int(min(ys) - pad))
+                right = min(image.width, int(max(xs) + pad) + 1)
+                bottom = min(image.height, int(max(ys) + pad) + 1)
+                if right - left < 2 or bottom - top < 2:
+                    read.append(("", 0.0))
+                    continue
+                api.SetImage(image.crop((left, top, right, bottom)))
+                if dpi:
+                    api.SetSourceResolution(dpi)
+                text = " ".join(api.GetUTF8Text().split())
+                read.append((text, max(0.0, float(api.MeanTextConf())) / 100 if text else 0.0))
+        finally:
+            api.SetPageSegMode(mode)
+            api.Clear()
+        return read
