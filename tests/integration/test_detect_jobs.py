@@ -288,6 +288,24 @@ async def test_a_pending_upload_job_is_not_rendered_and_not_in_the_jobs_table(
     assert await services.renderer.resume_unfinished() == 0
 
 
+async def test_two_uploads_at_once_record_one_file_and_refuse_the_other(
+    client: httpx.AsyncClient, services: Components
+) -> None:
+    async with stand_in_worker(services):
+        job_id = await create_job(client)
+        one, two = await asyncio.gather(
+            upload_file(client, job_id, "one.pdf", blank_pdf(1)),
+            upload_file(client, job_id, "three.pdf", blank_pdf(3)),
+        )
+        assert sorted([one.status_code, two.status_code]) == [202, 409], (one.text, two.text)
+        loser = one if one.status_code == 409 else two
+        assert loser.json()["error"] == "wrong_state"
+        job = await wait_status(client, job_id, "DETECT_DONE")
+    assert job["page_count"] == (1 if one.status_code == 202 else 3), job
+    assert len(job["detect_result"]["pages"]) == job["page_count"]
+    assert not [p.name for p in services.storage.temp_dir.iterdir() if p.suffix == ".part"]
+
+
 async def test_detection_waits_while_dispatch_is_stopped_and_runs_after_a_start(
     client: httpx.AsyncClient, services: Components
 ) -> None:

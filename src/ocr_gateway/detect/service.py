@@ -16,10 +16,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+import anyio
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ocr_gateway.core.errors import NotFound, WrongState
@@ -140,21 +143,27 @@ class DetectService:
             job_id, caller, frozenset({DetectStatus.PENDING_UPLOAD}), "upload the file of"
         )
         await quotas.precheck_quotas(self.sessions, self.settings, row.tenant)
-        temp_path = self.storage.temp_path(job_id)
+        # Spooled under a name of its own: two uploads to one job at once never share a file.
+        # The winner (the one whose row is still PENDING_UPLOAD under its lock) moves it to
+        # the job's temp path, where the renderer reads it, in the job's own transaction.
+        source = self.storage.temp_path(job_id)
+        part = source.with_name(f"{job_id}.{uuid.uuid4().hex}.part")
         upload = await spool_upload(
             body,
             content_type,
             content_length,
-            temp_path,
+            part,
             max_bytes=self.settings.max_upload_bytes,
             accepted=BATCH_TYPES,
         )
         # Boxes come from the detector: no page is read from its text layer, no dedup.
         options = UploadOptions(text_layer=TextLayer.OFF, dedup=False)
+        moved = False
         try:
             (inspection,) = await self.uploads.inspect_batch([upload])
 
             async def mark_uploaded(session: AsyncSession) -> None:
+                nonlocal moved
                 locked = await repo.get(session, job_id, tenant=caller.scope, lock=True)
                 if locked is None:
                     raise NotFound(f"job {job_id} does not exist")
@@ -164,16 +173,23 @@ class DetectService:
                 if not await tasks_repo.stopped_for_share(session):
                     await dispatch_repo.add_dispatch_request(session, job_id)
                     await dispatch_repo.notify_dispatchers(session, "start")
+                await anyio.Path(part).rename(source)
+                moved = True
 
-            await self.uploads.record_jobs(
-                [(job_id, upload, inspection)],
-                JobOwner(row.tenant),
-                options=options,
-                then=mark_uploaded,
-            )
+            try:
+                await self.uploads.record_jobs(
+                    [(job_id, upload, inspection)],
+                    JobOwner(row.tenant),
+                    options=options,
+                    then=mark_uploaded,
+                )
+            except IntegrityError as exc:
+                # Another upload of this job recorded it first (its `jobs` row exists).
+                raise _wrong(DetectStatus.UPLOADED, "upload the file of") from exc
         except BaseException:
-            await self.storage.remove_file(temp_path)
+            await self.storage.remove_file(source if moved else part)
             raise
+        upload = dataclasses.replace(upload, path=source)
         self.uploads.hand_on(job_id, upload, inspection, options)
         return DetectJobCreated(job_id=job_id, status=DetectStatus.UPLOADED)
 
