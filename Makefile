@@ -49,8 +49,20 @@ install-browser:
 	  fi; \
 	fi
 
+# Then the core flow once more with every artefact on S3: OCR_GATEWAY_STORAGE=s3 makes the
+# tests' settings store in a bucket of a real S3-compatible server (SeaweedFS's `weed`, from
+# the dev extra, started by tests/support/s3.py): upload, render, dispatch, worker, result,
+# exports and thumbnails, and the outage tests.
+S3_CORE_TESTS := tests/integration/test_flow.py tests/integration/test_exports.py \
+  tests/integration/test_thumbnails.py tests/integration/test_storage_outage.py
+# A client that drops a download mid-stream leaves the S3 stream open (see README, Storage).
+S3_DESELECT := --deselect \
+  tests/integration/test_exports.py::test_a_client_gone_mid_download_leaves_no_task_or_file_handle
+
 test: install install-browser
 	$(BIN)/pytest
+	OCR_GATEWAY_STORAGE=s3 $(BIN)/pytest -p no:schemathesis -p no:hypothesispytest \
+	  $(S3_CORE_TESTS) $(S3_DESELECT)
 
 # The unit tests need no services and none of the fuzzing plugins, which take seconds to import.
 test-unit: install

@@ -331,7 +331,11 @@ class UploadService:
         jobs inserted count against the quotas. The insert decides, through the unique index,
         so two identical uploads at once record one job. The caller must not render a
         deduplicated job's upload, and removes its file.
+
+        A store that cannot be reached refuses the jobs first (`StorageUnavailable`, 503):
+        no job is recorded whose pages could not be stored.
         """
+        await self.renderer.store.check()
         options = options or UploadOptions(text_layer=TextLayer(self.settings.text_layer))
         keys = list(dedup_keys) if dedup_keys is not None else [None] * len(jobs)
         if len(keys) != len(jobs):
