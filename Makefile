@@ -55,14 +55,11 @@ install-browser:
 # exports and thumbnails, and the outage tests.
 S3_CORE_TESTS := tests/integration/test_flow.py tests/integration/test_exports.py \
   tests/integration/test_thumbnails.py tests/integration/test_storage_outage.py
-# A client that drops a download mid-stream leaves the S3 stream open (see README, Storage).
-S3_DESELECT := --deselect \
-  tests/integration/test_exports.py::test_a_client_gone_mid_download_leaves_no_task_or_file_handle
 
 test: install install-browser
 	$(BIN)/pytest
 	OCR_GATEWAY_STORAGE=s3 $(BIN)/pytest -p no:schemathesis -p no:hypothesispytest \
-	  $(S3_CORE_TESTS) $(S3_DESELECT)
+	  $(S3_CORE_TESTS)
 
 # The unit tests need no services and none of the fuzzing plugins, which take seconds to import.
 test-unit: install
