@@ -53,6 +53,7 @@ from bench.sections import (
     regions,
     render,
     scale,
+    storage,
     tables,
     tasks,
     tenants,
@@ -79,6 +80,7 @@ async def main_async(args: argparse.Namespace) -> int:
     rows.update({row.key: row for row in metrics.metrics_rows(plan)})
     rows.update({row.key: row for row in message_images.message_image_rows(plan)})
     rows.update({row.key: row for row in regions.region_rows(plan)})
+    rows.update({row.key: row for row in storage.storage_rows(plan)})
     prof = Profiler(ctx, "never" if plan.quick and args.profile == "auto" else args.profile)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
@@ -178,6 +180,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if 18 in wanted:
             # Recognise versus full OCR in one OCR process: the pool functions themselves.
             await guarded(18, None, lambda: regions.run(rows, plan))
+        if 19 in wanted:
+            # The section starts its services and its S3 server: local and s3, alternating.
+            await guarded(19, None, lambda: storage.run(ctx, rows))
     except Exception as exc:
         failures += 1
         traceback.print_exc()

@@ -187,6 +187,7 @@ SECTION_ROWS = {
     16: ("16a", "16f", "16b", "16c", "16d", "16e"),  # rows made by bench.sections.metrics
     17: ("17a", "17b", "17c", "17d"),  # rows made by bench.sections.message_images
     18: ("18a", "18b", "18c", "18d"),  # rows made by bench.sections.regions
+    19: ("19a", "19b"),  # rows made by bench.sections.storage
 }
 
 
