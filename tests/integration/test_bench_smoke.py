@@ -35,6 +35,7 @@ ROWS = [
     *("16a", "16f", "16b", "16c", "16d", "16e"),
     *("17a", "17b", "17c", "17d"),
     *("18a", "18b", "18c", "18d"),
+    *("19a", "19b"),
 ]
 # The quick run of every section, 11 (OCR with a real worker and a Celery anchor), 13 and 14
 # (OCR of sample pages and tables) included: about 7 min on a quiet 2-core machine.
