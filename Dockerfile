@@ -11,9 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# RapidOCR's OpenCV needs libGL and GLib at import time.
+# RapidOCR's OpenCV needs libGL and GLib at import time. The default engine, tesserocr, reads
+# Debian's English and orientation (OSD) models.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    tesseract-ocr-eng tesseract-ocr-osd \
  && rm -rf /var/lib/apt/lists/*
 
 # Only what the package and its migrations need (no .venv, .env or runtime data).
@@ -23,10 +25,11 @@ COPY src ./src
 
 # `ocr-gateway migrate` looks for alembic.ini and alembic/ next to the source tree; with a
 # regular (non-editable) install that is a directory inside the interpreter, so link them there.
-# The `ocr` extra is the worker's default engine (RapidOCR, models inside the wheel) and the
+# The `tesserocr` extra is the worker's default engine (Tesseract's C API; its wheel carries
+# libtesseract). The `ocr` extra is the rapidocr engine (models inside the wheel) and the
 # table finder's requirements with one OpenCV, opencv-contrib-python-headless; RapidOCR and
 # img2table come without their own OpenCV requirement, as `make install` does (docs/worker.md).
-RUN pip install '.[ocr]' \
+RUN pip install '.[ocr,tesserocr]' \
  && pip install --no-deps 'rapidocr-onnxruntime>=1.4,<2' 'img2table>=2.0,<3' \
  && python -c 'import cv2; cv2.ximgproc' \
  && root="$(python -c 'from ocr_gateway.db import migrate; print(getattr(migrate, "PROJECT_ROOT", "/app"))')" \

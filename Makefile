@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install install-browser migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
+.PHONY: install install-browser install-tessdata migrate run test test-unit fuzz lint format clean bench bench-peer bench-ocr
 
 # OpenCV comes in several wheels that all install the same `cv2` and overwrite each other;
 # rapidocr-onnxruntime asks for opencv-python, rapidocr 3 for opencv-python-headless, img2table
@@ -35,8 +35,21 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/ocr-gateway migrate
 
-run: migrate
+run: migrate install-tessdata
 	$(BIN)/ocr-gateway run
+
+# The default OCR engine, tesserocr (a PyPI wheel with its own libtesseract), reads Debian's
+# English and orientation models; the tesseract engine runs Debian's program. Installed when
+# missing and apt-get is usable as root; else the worker says what to install.
+install-tessdata:
+	@if [ ! -f /usr/share/tesseract-ocr/5/tessdata/osd.traineddata ] || ! command -v tesseract >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd >/dev/null; \
+	  else \
+	    echo "tesseract-ocr-eng/-osd missing (apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd, as root)"; \
+	  fi; \
+	fi
 
 # The monitoring page's browser test drives Debian's chromium (Playwright cannot download its
 # own browsers here): installed when missing and apt-get is usable as root; else the test skips.
@@ -56,7 +69,7 @@ install-browser:
 S3_CORE_TESTS := tests/integration/test_flow.py tests/integration/test_exports.py \
   tests/integration/test_thumbnails.py tests/integration/test_storage_outage.py
 
-test: install install-browser
+test: install install-browser install-tessdata
 	$(BIN)/pytest
 	OCR_GATEWAY_STORAGE=s3 $(BIN)/pytest -p no:schemathesis -p no:hypothesispytest \
 	  $(S3_CORE_TESTS)
@@ -90,7 +103,7 @@ bench-peer:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; } \
 	  || echo "pdftoppm (poppler-utils) is not installed: rows 1b and 1d will be skipped"
 
-bench-ocr: install
+bench-ocr: install install-tessdata
 	$(BIN)/pip install --quiet -e '.[ocr,bench-ocr]'
 	$(BIN)/python -m bench.ocr
 

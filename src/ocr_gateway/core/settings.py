@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     results_prefetch: int = Field(default=64, gt=0)
 
     # OCR worker (`ocr-gateway worker`)
-    ocr_engine: OcrEngineName = "rapidocr"
+    ocr_engine: OcrEngineName = "tesserocr"
     ocr_processes: int = Field(default=1, gt=0)
     ocr_page_timeout_s: float = Field(default=300.0, gt=0)
     ocr_stop_grace_s: float = Field(default=30.0, ge=0)
