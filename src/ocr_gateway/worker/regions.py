@@ -106,7 +106,8 @@ def run_region_task(
     """Run `detect` or `recognize` on a decoded page with `engine`."""
     if not isinstance(engine, RegionEngine):
         raise RegionsUnsupported(
-            f"the {getattr(engine, 'name', '?')} engine cannot {task} alone; use rapidocr"
+            f"the {getattr(engine, 'name', '?')} engine cannot {task} alone;"
+            " use tesserocr or rapidocr"
         )
     if task == "detect":
         return detected_output(engine.detect_regions(png))
