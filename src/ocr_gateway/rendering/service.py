@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -176,6 +177,9 @@ class Renderer:
                 except StorageUnavailable as exc:
                     storage_down = str(exc)
                     return
+                except RenderFailure as exc:
+                    failure = str(exc)
+                    return
                 async with self.sessions.begin() as session:
                     recorded = await repo.record_rendered_pages(
                         session,
@@ -251,7 +255,14 @@ class Renderer:
         async def place(number: int, path: str) -> tuple[int, str]:
             key = page_key(job_id, number)
             async with limit:
-                await self.store.put_file(key, Path(path), content_type=PNG, move=True)
+                try:
+                    await self.store.put_file(key, Path(path), content_type=PNG, move=True)
+                except OSError as exc:
+                    # A full local disk fails the render, as a full disk in the pool does.
+                    if exc.errno == errno.ENOSPC:
+                        reason = f"no space left on the device storing page {number}"
+                        raise RenderFailure(reason) from exc
+                    raise
             return number, key
 
         return list(await asyncio.gather(*(place(number, path) for number, path in written)))
