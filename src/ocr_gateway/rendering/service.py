@@ -111,7 +111,12 @@ class Renderer:
             name=f"render-{job_id}",
         )
         self._renders[job_id] = task
-        task.add_done_callback(lambda _t: self._renders.pop(job_id, None))
+        task.add_done_callback(lambda done: self._forget_render(job_id, done))
+
+    def _forget_render(self, job_id: uuid.UUID, done: asyncio.Task[None]) -> None:
+        """Drop a finished render task, unless a resume has put a newer one in its place."""
+        if self._renders.get(job_id) is done:
+            del self._renders[job_id]
 
     @property
     def rendering_job_ids(self) -> list[uuid.UUID]:

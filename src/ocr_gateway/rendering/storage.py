@@ -19,7 +19,7 @@ import anyio
 from ocr_gateway.core.settings import Settings
 
 TEMP_SUFFIX = ".upload"
-# A job's render scratch folder: `temp/<job_id>.pages/`, its PNGs moved into the store.
+# A render task's scratch folder: `temp/<job_id>.pages-<n>/`, its PNGs moved into the store.
 PAGES_SUFFIX = ".pages"
 
 
@@ -37,9 +37,10 @@ class Storage:
         return self.temp_dir / f"{job_id}{TEMP_SUFFIX}"
 
     def render_dir(self, job_id: uuid.UUID) -> Path:
-        """Where the render pool writes a job's PNGs before they are stored (on local storage
-        the store renames them into FILES_DIR: the same filesystem keeps that a rename)."""
-        return self.temp_dir / f"{job_id}{PAGES_SUFFIX}"
+        """A new folder name for one render task's PNGs before they are stored (on local
+        storage the store renames them into FILES_DIR: the same filesystem keeps that a
+        rename). One per task: a resumed render never shares it with the task it follows."""
+        return self.temp_dir / f"{job_id}{PAGES_SUFFIX}-{uuid.uuid4().hex[:8]}"
 
     @contextlib.asynccontextmanager
     async def scratch(self) -> AsyncIterator[Path]:
@@ -71,12 +72,15 @@ class Storage:
                     owner = uuid.UUID(child.name.split(".", 1)[0])
                 except ValueError:
                     owner = None
-                if owner in known or child.stat().st_mtime > cutoff:
+                try:
+                    if owner in known or child.stat().st_mtime > cutoff:
+                        continue
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+                except FileNotFoundError:  # its work finished and removed it meanwhile
                     continue
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
                 removed.append(child)
             return removed
 
