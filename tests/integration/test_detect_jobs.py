@@ -1,7 +1,8 @@
 """Detect → edit → recognise (`/v1/ocr/jobs`) against the real PostgreSQL, RabbitMQ, render
 pool, dispatcher and results consumer.
 
-The end-to-end test runs a real worker process (`python -m ocr_gateway.worker`, RapidOCR);
+The end-to-end test runs a real worker process (`python -m ocr_gateway.worker`), with the
+default engine (tesserocr) and with RapidOCR;
 the tests of refusals (404, 409, 422, atomicity) run the worker's consumer in-process with a
 stand-in engine that finds two fixed boxes, so they need no OCR models and stay quick.
 """
@@ -174,9 +175,11 @@ def box_on_line(
 
 
 @needs_ocr
+@pytest.mark.parametrize("engine", ["tesserocr", "rapidocr"])
 async def test_a_page_is_detected_edited_and_only_its_kept_boxes_recognised(
-    client: httpx.AsyncClient, services: Components
+    client: httpx.AsyncClient, services: Components, engine: str
 ) -> None:
+    """With the default engine (tesserocr) and with RapidOCR, each in a real worker."""
     source = sample(TEXT_PAGE)
     job_id = await create_job(client)
     for call in (
@@ -187,7 +190,9 @@ async def test_a_page_is_detected_edited_and_only_its_kept_boxes_recognised(
         assert_wrong_state(await call, "PENDING_UPLOAD")
 
     try:
-        async with running_worker(services.settings, grace=None, start_timeout=120):
+        async with running_worker(
+            services.settings, grace=None, start_timeout=120, OCR_GATEWAY_OCR_ENGINE=engine
+        ):
             response = await upload_file(client, job_id, source.name, source.read_bytes())
             assert response.status_code == 202, response.text
             assert response.json() == {"job_id": job_id, "status": "UPLOADED"}
