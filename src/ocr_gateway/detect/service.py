@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 # When each call may be made (any other status answers 409 naming the current one).
 EDITABLE = frozenset({DetectStatus.DETECT_DONE, DetectStatus.DONE})
+# Page PNGs read at once for their sizes when a job's detection ends.
+SIZE_READS_AT_ONCE = 8
 RUNNABLE = EDITABLE
 # Job statuses that end a detect-first job as FAILED, whatever it was doing.
 ENDED_JOB = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
@@ -384,13 +386,19 @@ class DetectService:
             log.info("detect job recognised job_id=%s", job_id)
 
     async def _detected_pages(self, job_id: uuid.UUID, pages: Sequence[Page]) -> list[DetectPage]:
-        """Each page's boxes as detected, with its size read from its PNG's header."""
-        heads = await asyncio.gather(
-            *(self.store.get_bytes(page_key(job_id, page.page_number)) for page in pages)
-        )
+        """Each page's boxes as detected, with its size read from its PNG's header. PNGs are
+        read a few at a time and only their headers kept, so a long document's pages are
+        never all in memory at once."""
+        heads: list[bytes] = []
+        for start in range(0, len(pages), SIZE_READS_AT_ONCE):
+            batch = pages[start : start + SIZE_READS_AT_ONCE]
+            pngs = await asyncio.gather(
+                *(self.store.get_bytes(page_key(job_id, page.page_number)) for page in batch)
+            )
+            heads.extend(png[:24] for png in pngs)
         detected: list[DetectPage] = []
-        for page, png in zip(pages, heads, strict=True):
-            width, height = png_size(png[:24])
+        for page, head in zip(pages, heads, strict=True):
+            width, height = png_size(head)
             detected.append(
                 DetectPage(
                     page_index=page.page_number - 1,
