@@ -64,7 +64,19 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         return handle.readall()
 
 
-def _outgoing(page: ClaimedPage, body: bytes) -> Outgoing:
+def _outgoing(
+    page: ClaimedPage, png: bytes | None = None, *, image_url: str | None = None
+) -> Outgoing:
+    """The page's message, its image inline (`png`) or by `image_url`."""
+    body = encode_page_message(
+        page.job_id,
+        page.page_number,
+        png,
+        image_url=image_url,
+        tables=page.tables,
+        task=page.task,
+        boxes=page.boxes,
+    )
     return Outgoing(page.id, page_message_id(page.job_id, page.page_number), body, page.priority)
 
 
@@ -122,15 +134,7 @@ class PageBodies:
             except OSError as exc:
                 prepared.append(Unreadable(page, exc))
                 continue
-            body = encode_page_message(
-                page.job_id,
-                page.page_number,
-                png,
-                tables=page.tables,
-                task=page.task,
-                boxes=page.boxes,
-            )
-            prepared.append(_outgoing(page, body))
+            prepared.append(_outgoing(page, png))
         return prepared
 
     def _urls_from_files(self, pages: Sequence[ClaimedPage]) -> list[Prepared]:
@@ -148,15 +152,7 @@ class PageBodies:
                 prepared.append(Unreadable(page, exc))
                 continue
             url = self.signer.url(page.job_id, page.page_number, expires=expires)
-            body = encode_page_message(
-                page.job_id,
-                page.page_number,
-                image_url=url,
-                tables=page.tables,
-                task=page.task,
-                boxes=page.boxes,
-            )
-            prepared.append(_outgoing(page, body))
+            prepared.append(_outgoing(page, image_url=url))
         return prepared
 
     # ------------------------------------------------------------ S3
@@ -175,15 +171,7 @@ class PageBodies:
             return Unreadable(page, exc)
         if url is None:
             return Unreadable(page, RuntimeError(f"the {self.store.backend} store signs no URL"))
-        body = encode_page_message(
-            page.job_id,
-            page.page_number,
-            image_url=url,
-            tables=page.tables,
-            task=page.task,
-            boxes=page.boxes,
-        )
-        return _outgoing(page, body)
+        return _outgoing(page, image_url=url)
 
 
 def _encode_fetched(
@@ -197,15 +185,7 @@ def _encode_fetched(
         elif isinstance(png, BaseException):
             raise png
         else:
-            body = encode_page_message(
-                page.job_id,
-                page.page_number,
-                png,
-                tables=page.tables,
-                task=page.task,
-                boxes=page.boxes,
-            )
-            prepared.append(_outgoing(page, body))
+            prepared.append(_outgoing(page, png))
     return prepared
 
 
